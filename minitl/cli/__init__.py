@@ -1,0 +1,46 @@
+"""The ``minitl`` command: parses arguments and calls the library; no math, no format parsing.
+
+Each sub-command lives in its own module here with a ``register(subparsers)`` function.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+
+COMMAND_MODULES = ["info", "demo", "weights", "train", "bench"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minitl",
+        description="minitl: a from-scratch deep-learning engine for transfer learning (NumPy / CuPy).",
+    )
+    parser.add_argument("--version", action="version", version=f"minitl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        # user-facing failures (bad file, missing data, wrong shape) end in one clear line
+        print(f"minitl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""``minitl info``: versions, the array backend, the BLAS in use, and whether a GPU is usable."""
+from __future__ import annotations
+
+import json
+import platform
+
+import numpy
+import scipy
+
+from .. import __version__, backend
+
+
+def collect() -> dict:
+    info = {
+        "minitl": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "backend": backend.get_backend().name,
+        "backends": backend.available(),
+        "blas": backend.blas_info(),
+    }
+    gpu = getattr(backend, "gpu_status", None)
+    if gpu is not None:
+        info["gpu"] = gpu()
+    return info
+
+
+def run(args) -> int:
+    info = collect()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("info", help="versions, array backend, BLAS and GPU status")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run)

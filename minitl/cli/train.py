@@ -1,0 +1,5 @@
+"""``minitl train``: being built (see the open issue)."""
+
+
+def register(subparsers) -> None:
+    pass

@@ -1,0 +1,45 @@
+"""The dense (fully connected) layer: the neuron h = f(wᵀx + b), a whole layer at a time."""
+from __future__ import annotations
+
+from ..tensor import Function, Tensor
+
+
+class Linear(Function):
+    """y = x Wᵀ + b   — every output unit j computes the neuron's pre-activation wⱼᵀx + bⱼ.
+
+    Shapes: x (N, in), W (out, in) as PyTorch stores it, b (out,) -> y (N, out).
+    Chain rule:  dJ/dx = dJ/dy · W,   dJ/dW = (dJ/dy)ᵀ · x,   dJ/db = Σ_n dJ/dy_n.
+    """
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight = x, weight
+        y = x @ weight.T
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, g):
+        x, weight = self.x, self.weight
+        grad_x = g @ weight if self.needs_input_grad[0] else None
+        grad_w = grad_b = None
+        if self.needs_input_grad[1]:
+            grad_w = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            grad_b = g.reshape(-1, g.shape[-1]).sum(axis=0)
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Affine map of a dense layer: y = x Wᵀ + b, W of shape (out_features, in_features).
+
+    With an activation f this is the neuron h = f(wᵀx + b) for every unit at once, and a
+    network's forward pass is h_k = f_k(W_k h_{k-1} + b_k), layer after layer.
+    """
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input has {x.shape[-1]} features (shape {x.shape}) but weight expects "
+            f"{weight.shape[1]} (weight shape {weight.shape}, stored as (out_features, in_features))"
+        )
+    if bias is None:
+        return Linear.apply(x, weight)
+    return Linear.apply(x, weight, bias)
