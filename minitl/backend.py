@@ -6,8 +6,12 @@ never calls ``numpy.`` on tensor data directly (Chainer's ``get_array_module`` i
     xp = backend.get_array_module(array)      # numpy, or cupy for a device array
     xp = backend.current()                    # the module new tensors are created with
 
-A backend is a name ("numpy", "cupy"), a device ("cpu", "cuda") and a module.  More
-backends (CuPy, or a test stand-in for it) register themselves with :func:`register`.
+A backend is a name ("numpy", "cupy"), a device ("cpu", "cuda"), its array module and,
+for CuPy, the ``cupyx`` companion module (scatter-add, special functions).  CuPy is never
+imported at ``import minitl``: the first request for "cupy"/"cuda" checks that a GPU is
+usable (:func:`gpu_status`) and registers the backend, or raises one
+:class:`DeviceUnavailableError` saying why not.  Other backends (the test suite's strict
+CuPy stand-in) register themselves with :func:`register`.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ class Backend:
     name: str
     device: str
     xp: ModuleType
+    extras: ModuleType | None = None  # the cupyx-like companion module of a device backend
 
     def owns(self, array) -> bool:
         return isinstance(array, self.xp.ndarray)
@@ -34,6 +39,10 @@ NUMPY = Backend("numpy", "cpu", numpy)
 _BACKENDS: dict[str, Backend] = {"numpy": NUMPY}
 _DEVICE_TO_BACKEND: dict[str, str] = {"cpu": "numpy"}
 _current: Backend = NUMPY
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A device (``cuda``) was asked for where none is usable; the message says why."""
 
 
 def register(backend: Backend) -> None:
@@ -62,6 +71,8 @@ def get_backend(name_or_device: str | None = None) -> Backend:
     key = str(name_or_device)
     if key not in _BACKENDS:
         key = _DEVICE_TO_BACKEND.get(key.split(":")[0], key)
+    if key not in _BACKENDS and key.split(":")[0] in ("cupy", "cuda", "gpu"):
+        return _cupy_backend(name_or_device)
     if key not in _BACKENDS:
         raise ValueError(
             f"unknown backend or device {name_or_device!r}; available: "
@@ -101,6 +112,8 @@ def backend_of(array) -> Backend:
     for backend in _BACKENDS.values():
         if backend.owns(array):
             return backend
+    if type(array).__module__.split(".")[0] == "cupy":  # a CuPy array made outside minitl
+        return _cupy_backend("cuda")
     return NUMPY
 
 
@@ -132,17 +145,20 @@ def to_device(array, device: str):
     return host if target is NUMPY else target.xp.asarray(host)
 
 
+def extras(xp: ModuleType) -> ModuleType:
+    """The ``cupyx``-like companion module of a device array module."""
+    for backend in _BACKENDS.values():
+        if backend.xp is xp and backend.extras is not None:
+            return backend.extras
+    raise ValueError(f"no companion (cupyx) module registered for array module {getattr(xp, '__name__', xp)!r}")
+
+
 def scatter_add(xp: ModuleType, target, index, values) -> None:
     """target[index] += values, summing repeated indices (the backward of gather)."""
     if xp is numpy:
         numpy.add.at(target, index, values)
-    else:  # CuPy spells it cupyx.scatter_add; stand-ins may provide it on xp itself
-        add_at = getattr(xp, "scatter_add", None)
-        if add_at is None:
-            import cupyx  # noqa: PLC0415 (only on a CuPy backend)
-
-            add_at = cupyx.scatter_add
-        add_at(target, index, values)
+    else:  # CuPy spells it cupyx.scatter_add (an atomic add on the device)
+        extras(xp).scatter_add(target, index, values)
 
 
 def erf(xp: ModuleType, x):
@@ -151,12 +167,105 @@ def erf(xp: ModuleType, x):
         import scipy.special  # noqa: PLC0415
 
         return scipy.special.erf(x)
-    special = getattr(xp, "special_erf", None)
-    if special is not None:
-        return special(x)
-    import cupyx.scipy.special  # noqa: PLC0415
+    return extras(xp).scipy.special.erf(x)
 
-    return cupyx.scipy.special.erf(x)
+
+# ============================================================================ the GPU (CuPy)
+_gpu_status: dict | None = None
+
+
+def gpu_status(refresh: bool = False) -> dict:
+    """Whether a CUDA GPU is usable through CuPy, and if not, why not.
+
+    Returns ``{"usable": bool, "reason": str, "cupy": version or None, "cuda_driver": int,
+    "cuda_runtime": int, "devices": int, "device_name": str or None}``; the checks run in
+    order: CuPy importable -> NVIDIA driver present -> driver new enough for CuPy's CUDA ->
+    at least one device -> a tiny kernel runs.  Cached; ``refresh=True`` checks again.
+    """
+    global _gpu_status
+    if _gpu_status is not None and not refresh:
+        return dict(_gpu_status)
+    status = {"usable": False, "reason": "", "cupy": None, "cuda_driver": None, "cuda_runtime": None,
+              "devices": 0, "device_name": None}
+    _gpu_status = status
+    try:
+        import cupy  # noqa: PLC0415
+    except ImportError as error:
+        status["reason"] = f"CuPy is not installed (pip install 'minitl[gpu]'): {error}"
+        return dict(status)
+    except Exception as error:  # a broken CuPy install raises all sorts at import
+        status["reason"] = f"CuPy failed to import: {type(error).__name__}: {error}"
+        return dict(status)
+    status["cupy"] = cupy.__version__
+    runtime = cupy.cuda.runtime
+    try:
+        status["cuda_runtime"] = runtime.runtimeGetVersion()
+    except Exception:  # noqa: BLE001 - reported through the driver check below
+        pass
+    try:
+        status["cuda_driver"] = runtime.driverGetVersion()
+    except Exception as error:  # noqa: BLE001
+        status["reason"] = f"no NVIDIA driver (CuPy {cupy.__version__} imported): {error}"
+        return dict(status)
+    if not status["cuda_driver"]:
+        status["reason"] = f"no NVIDIA driver found (CuPy {cupy.__version__} imports, but libcuda is not installed)"
+        return dict(status)
+    if status["cuda_runtime"] and status["cuda_driver"] < status["cuda_runtime"] // 1000 * 1000:
+        status["reason"] = (
+            f"the NVIDIA driver supports CUDA {_cuda_version(status['cuda_driver'])} but this CuPy is built for "
+            f"CUDA {_cuda_version(status['cuda_runtime'])}: install the CuPy wheel matching the driver "
+            "(cupy-cuda12x for CUDA 12, cupy-cuda13x for CUDA 13)"
+        )
+        return dict(status)
+    try:
+        status["devices"] = runtime.getDeviceCount()
+    except Exception as error:  # noqa: BLE001
+        status["reason"] = f"no CUDA device: {type(error).__name__}: {error}"
+        return dict(status)
+    if status["devices"] == 0:
+        status["reason"] = "no CUDA device visible (check CUDA_VISIBLE_DEVICES)"
+        return dict(status)
+    try:
+        name = runtime.getDeviceProperties(0)["name"]
+        status["device_name"] = name.decode() if isinstance(name, bytes) else str(name)
+        total = (cupy.arange(4, dtype=numpy.float32) * 2).sum().item()
+        if total != 12.0:
+            raise RuntimeError(f"a test kernel computed {total}, expected 12.0")
+    except Exception as error:  # noqa: BLE001
+        status["reason"] = f"the CUDA device does not run kernels: {type(error).__name__}: {error}"
+        return dict(status)
+    status["usable"] = True
+    status["reason"] = f"{status['device_name']} (CUDA driver {_cuda_version(status['cuda_driver'])})"
+    return dict(status)
+
+
+def _cuda_version(code) -> str:
+    return f"{code // 1000}.{code % 1000 // 10}" if code else "none"
+
+
+def _cupy_backend(requested) -> Backend:
+    """Register the CuPy backend on first use, or raise one clear error saying why it cannot be."""
+    if "cupy" in _BACKENDS:
+        return _BACKENDS["cupy"]
+    status = gpu_status()
+    if not status["usable"]:
+        raise DeviceUnavailableError(
+            f"device {str(requested)!r} asked for, but no GPU is usable here: {status['reason']}. "
+            "Use the CPU instead (device='cpu', --device cpu)."
+        )
+    import cupy  # noqa: PLC0415
+    import cupyx  # noqa: PLC0415
+    import cupyx.scipy.special  # noqa: F401, PLC0415 (erf)
+
+    register(Backend("cupy", "cuda", cupy, cupyx))
+    return _BACKENDS["cupy"]
+
+
+def synchronize(device=None) -> None:
+    """Wait for queued device work (timing); nothing to do on the CPU."""
+    cuda = getattr(get_backend(device).xp, "cuda", None)
+    if cuda is not None:
+        cuda.runtime.deviceSynchronize()
 
 
 def blas_info() -> str:

@@ -59,6 +59,7 @@ def _as_array(data, dtype=None, device=None):
         data = data.data
     target = backend.get_backend(device) if device is not None else None
     owner = backend.backend_of(data)
+    is_array = isinstance(data, numpy.ndarray) or owner is not backend.NUMPY
     if target is None:
         target = owner if owner is not backend.NUMPY else backend.get_backend()
     if owner is not target:
@@ -66,8 +67,12 @@ def _as_array(data, dtype=None, device=None):
             raise ValueError(
                 f"array lives on {owner.device!r}, asked for {target.device!r}: use Tensor.to(device)"
             )
+        if target is not backend.NUMPY and isinstance(data, (bool, int, float, numpy.generic)):
+            # a scalar reaches the device through a fill kernel, not a host->device copy
+            if dtype is None:
+                dtype = DEFAULT_DTYPE if type(data) is float else numpy.asarray(data).dtype
+            return target.xp.full((), data, dtype=dtype)
         data = numpy.asarray(data)
-    is_array = isinstance(data, (numpy.ndarray, target.xp.ndarray))
     array = target.xp.asarray(data)
     if dtype is None and not is_array and array.dtype.kind == "f":
         dtype = DEFAULT_DTYPE  # Python numbers and lists: float32 (arrays keep their dtype)

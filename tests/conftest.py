@@ -1,6 +1,12 @@
 """Shared fixtures.  One parametrised ``backend`` fixture supplies the array backend, so an op
-test is written once and runs on every backend available here (NumPy always; the strict
-CuPy stand-in and real CuPy are added by the GPU work)."""
+test is written once and runs on every backend:
+
+* ``numpy``    — the CPU;
+* ``fakecupy`` — tests/fakecupy.py, a strict NumPy-backed stand-in for CuPy (device "fakecuda")
+  that refuses implicit host conversions and counts host<->device transfers, so the device
+  code path runs in CI without a GPU;
+* ``cupy``     — real CuPy on a GPU, marked ``gpu``; skipped, with the reason, where no GPU is usable.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -15,12 +21,28 @@ settings.register_profile(
 )
 settings.load_profile("ci")
 
-BACKEND_PARAMS = [pytest.param("numpy", id="numpy")]
+import fakecupy  # noqa: E402  (tests/ is on sys.path)
+
+FAKE_BACKEND = mt_backend.Backend("fakecupy", "fakecuda", fakecupy, fakecupy.cupyx)
+mt_backend.register(FAKE_BACKEND)
+
+
+def _gpu_param():
+    status = mt_backend.gpu_status()
+    return pytest.param(
+        "cupy", id="cupy",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(not status["usable"], reason=f"no usable GPU: {status['reason']}")],
+    )
+
+
+BACKEND_PARAMS = [pytest.param("numpy", id="numpy"), pytest.param("fakecupy", id="fakecupy"), _gpu_param()]
+DEVICE_BACKENDS = ("fakecupy", "cupy")  # backends whose arrays live off the host
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
 def backend(request):
     """The name of the array backend a test runs on; tensors created inside use it."""
+    fakecupy.transfers.reset()
     with mt_backend.using(request.param):
         yield request.param
 
