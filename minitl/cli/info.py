@@ -33,6 +33,8 @@ def run(args) -> int:
     else:
         width = max(map(len, info))
         for key, value in info.items():
+            if key == "gpu" and isinstance(value, dict):  # usable or not, and why
+                value = ("usable: " if value["usable"] else "not usable: ") + value["reason"]
             print(f"{key:<{width}}  {value}")
     return 0
 
