@@ -1,0 +1,101 @@
+"""The NumPy-vs-CuPy benchmark harness: its plan, its arithmetic, its device code path (run on the
+CuPy stand-in in-process, which is never a benchmark target) and the CPU-only command line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from minitl import backend, bench
+from minitl.cli import main
+
+
+def test_plan_picks_ops_and_models_from_the_preset():
+    cases = bench.plan(bench.Config(preset="quick", ops=["conv2d"], models=[], batches=[3, 5]))
+    assert [c.id for c in cases] == ["conv2d.fwd@3", "conv2d.fwd@5", "conv2d.bwd@3", "conv2d.bwd@5"]
+    full = bench.plan(bench.Config(preset="full"))
+    ops = {c.op for c in full}
+    assert {"matmul", "conv2d.fwd", "conv2d.bwd", "max_pool2d.fwd", "batch_norm.bwd", "copy.h2d",
+            "resnet18.fwd", "resnet18.train", "resnet50.fwd", "resnet50.train"} <= ops
+    assert any(c.id == "resnet50.train@64" and c.params["hw"] == 224 for c in full)
+    with pytest.raises(ValueError, match="unknown op 'convolution'"):
+        bench.plan(bench.Config(ops=["convolution"]))
+    with pytest.raises(ValueError, match="unknown preset"):
+        bench.plan(bench.Config(preset="huge"))
+
+
+@pytest.mark.parametrize(
+    "points, expected",
+    [
+        ([(1, 0.5), (4, 1.2), (16, 0.9), (64, 3.0)], 64),  # wins at 4, loses again at 16: from 64
+        ([(1, 2.0), (4, 3.0)], 1),
+        ([(1, 0.2), (4, 0.9)], None),
+        ([(16, 1.5), (1, 0.5), (4, 1.1)], 4),  # order of rows does not matter
+    ],
+)
+def test_gpu_wins_from_the_smallest_batch_after_which_it_always_wins(points, expected):
+    rows = [{"op": "conv2d.fwd", "batch": b, "speedup": s} for b, s in points]
+    rows.append({"op": "copy.h2d", "batch": 64, "speedup": None})
+    assert bench.gpu_wins_from(rows) == {"conv2d.fwd": expected}
+
+
+def test_device_code_path_of_the_harness_on_the_stand_in(tmp_path):
+    """measure() on a device backend (the stand-in here; CuPy on a GPU): same outputs as NumPy, diffs computed."""
+    for case in (bench.Case("matmul", 3, {"n": 8}), bench.Case("copy.h2d", 2, {"c": 3, "hw": 4})):
+        for device, folder in (("cpu", "cpu"), ("fakecuda", "cuda")):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            try:
+                record = bench.measure(case, device, target_s=0.001, save_to=tmp_path / folder / f"{case.id}.npz")
+            except bench.Skip as why:
+                assert device == "cpu" and "no copy" in str(why)
+                continue
+            assert record["median_s"] > 0 and record["first_call_s"] > 0 and len(record["times_s"]) >= 1
+    abs_diff, rel_diff = bench._max_diffs(tmp_path, "matmul@3")
+    assert abs_diff == 0.0 and rel_diff == 0.0  # the stand-in computes with NumPy: bit-identical
+    assert bench._max_diffs(tmp_path, "copy.h2d@2") == (None, None)
+    assert backend.get_backend().name == "numpy", "measure() restores the backend"
+
+
+def test_summary_speedup_and_table_from_recorded_rounds(tmp_path):
+    cases = [bench.Case("matmul", 4, {"n": 8}), bench.Case("copy.h2d", 4, {"c": 3, "hw": 8})]
+    rec = lambda t: {"median_s": t, "first_call_s": 10 * t}  # noqa: E731
+    records = {
+        "cpu": {"matmul@4": [rec(0.03), rec(0.01), rec(0.02)], "copy.h2d@4": [{"skipped": "no copy on the CPU"}]},
+        "cuda": {"matmul@4": [rec(0.002), rec(0.001), rec(0.003)], "copy.h2d@4": [rec(0.0005)]},
+    }
+    result = bench.summarise(bench.Config(rounds=3), cases, records, {}, tmp_path, 3, None)
+    matmul, copy = result["rows"]
+    assert matmul["numpy"]["median_s"] == 0.02 and matmul["cupy"]["median_s"] == 0.002
+    assert matmul["speedup"] == pytest.approx(10.0)
+    assert matmul["numpy"]["first_call_s"] == pytest.approx(0.3)
+    assert copy["gb_per_s"] == pytest.approx(4 * 4 * 3 * 64 / 0.0005 / 1e9)
+    table = bench.format_table(result)
+    assert "10.0×" in table and "GB/s" in table and "skip" in table
+    assert result["gpu_wins_from_batch"] == {"matmul": 4}
+
+
+def test_cli_bench_on_a_cpu_only_machine_runs_numpy_and_says_why_gpu_was_skipped(tmp_path, capsys):
+    status = backend.gpu_status()
+    if status["usable"]:
+        pytest.skip("a GPU is usable here: the GPU side would run")
+    code = main(["bench", "--ops", "matmul", "--no-models", "--batches", "2", "--rounds", "2",
+                 "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "GPU side skipped" in out and status["reason"] in out
+    result = json.loads((tmp_path / "bench_quick.json").read_text())
+    assert result["meta"]["gpu_skipped"].endswith(status["reason"])
+    assert result["meta"]["rounds_done"] == 2
+    (row,) = result["rows"]
+    assert row["case"] == "matmul@2" and len(row["numpy"]["round_medians_s"]) == 2 and "cupy" not in row
+    assert row["numpy"]["median_s"] == np.median(row["numpy"]["round_medians_s"])
+    assert (tmp_path / "bench_quick.txt").exists()
+
+
+def test_cli_bench_device_cuda_without_gpu_is_one_clear_error(capsys):
+    if backend.gpu_status()["usable"]:
+        pytest.skip("a GPU is usable here")
+    assert main(["bench", "--device", "cuda", "--no-models", "--ops", "matmul"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no GPU is usable" in err[0] and "--device cpu" in err[0]
