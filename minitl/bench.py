@@ -16,7 +16,8 @@ in its own worker process, NumPy and CuPy alternated round by round (A B B A ...
 reported time is the median over rounds of each round's median — OpenBLAS threads spin after a
 call and distort whatever runs next in the same process.  GPU times come from CUDA events
 recorded around the call after warm-up; the first call is timed with the wall clock and a
-device synchronisation.  On a machine without a usable GPU only the NumPy side runs, and the
+device synchronisation.  A NumPy call that takes seconds (a ResNet-50 training step) has
+nothing to warm up, so its first call is that round's sample (flagged ``first_call_is_sample``).  On a machine without a usable GPU only the NumPy side runs, and the
 report says why the GPU side was skipped.
 
     from minitl import bench
@@ -77,7 +78,7 @@ PRESETS: dict[str, dict] = {
         "target_s": 0.5,
     },
 }
-MODEL_KINDS = ("fwd", "train")
+MODEL_KINDS = ("train", "fwd")  # the training step first: the headline of a time-boxed run
 
 
 @dataclasses.dataclass
@@ -88,6 +89,7 @@ class Config:
     ops: list | None = None
     models: list | None = None
     batches: list | None = None  # override every sweep
+    model_batches: list | None = None  # override the models' sweeps
     rounds: int = 5
     device: str = "auto"  # auto: GPU side if usable; cpu: NumPy only; cuda: fail unless a GPU is usable
     time_limit_s: float | None = None  # stop starting rounds that would not finish in time
@@ -112,14 +114,14 @@ def plan(config: Config) -> list[Case]:
         raise ValueError(f"unknown preset {config.preset!r}; choose from {sorted(PRESETS)}")
     preset = PRESETS[config.preset]
     cases = []
-    ops = preset["ops"] if config.ops is None else _pick(preset["ops"], config.ops, "op")
+    ops = preset["ops"] if config.ops is None else _pick(preset["ops"], config.ops, "op")  # [] for none
     for op, (params, batches) in ops.items():
         for batch in config.batches or batches:
             cases.append(Case(op, int(batch), dict(params)))
     models = preset["models"] if config.models is None else _pick(preset["models"], config.models, "model")
     for name, (params, batches) in models.items():
         for kind in MODEL_KINDS:
-            for batch in config.batches or batches:
+            for batch in config.model_batches or config.batches or batches:
                 cases.append(Case(f"{name}.{kind}", int(batch), dict(params)))
     return cases
 
@@ -333,18 +335,21 @@ def measure(case: Case, device: str, target_s: float = 0.3, max_reps: int = 20, 
             host = [backend.to_numpy(o).astype(numpy.float32, copy=False) for o in outputs]
             numpy.savez(save_to, *host)
         warmup = 1 if bk.name == "numpy" else 2  # the first call warmed NumPy up already
-        for _ in range(warmup - 1):
+        heavy = bk.name == "numpy" and first >= max(4 * target_s, 1.0)
+        for _ in range(0 if heavy else warmup - 1):
             setup()
             step()
-        times = []
-        while True:
+        # a NumPy call of seconds (ResNet-50 training at batch 64) has nothing to warm up: its first call is
+        # the round's sample, so a time-boxed run still gets several rounds (flagged in the record)
+        times = [first] if heavy else []
+        while not heavy:
             setup()
             _, seconds = clock.timed(step)
             times.append(seconds)
             if len(times) >= max_reps or sum(times) >= target_s:
                 break
     return {"case": case.id, "backend": bk.name, "first_call_s": first, "times_s": times,
-            "median_s": statistics.median(times)}
+            "median_s": statistics.median(times), "first_call_is_sample": heavy}
 
 
 def worker(spec: dict) -> None:
@@ -451,7 +456,8 @@ def run(config: Config, log=None) -> dict:
                 break
         remaining = None if config.time_limit_s is None else max(config.time_limit_s - elapsed, 1.0)
         round_start = time.perf_counter()
-        order = devices if r % 2 == 0 else devices[::-1]  # A B, B A, ...: neither side always runs first
+        # B A, A B, ...: neither side always runs first; the GPU opens, so a time box never starves it
+        order = devices[::-1] if r % 2 == 0 else devices
         for device in order:
             save = out_dir / device if r == 0 else None
             left = None if remaining is None else max(remaining - (time.perf_counter() - round_start), 1.0)
@@ -499,6 +505,7 @@ def summarise(config, cases, records, infos, out_dir, rounds_done, gpu_skipped) 
                     "first_call_s": timed[0]["first_call_s"],
                     "round_medians_s": [g["median_s"] for g in timed],
                     "rounds": len(timed),
+                    "first_call_is_sample": any(g.get("first_call_is_sample") for g in timed),
                 }
             elif got:
                 row[name] = {k: got[0][k] for k in ("skipped", "error") if k in got[0]}
@@ -520,7 +527,8 @@ def summarise(config, cases, records, infos, out_dir, rounds_done, gpu_skipped) 
             "preset": config.preset, "rounds_asked": config.rounds, "rounds_done": rounds_done,
             "dtype": "float32", "workers": infos, "gpu": backend.gpu_status(), "gpu_skipped": gpu_skipped,
             "method": "each backend in its own process, alternated per round; median over rounds of per-round "
-                      "medians; GPU: CUDA events after warm-up; first call: wall clock incl. synchronisation",
+                      "medians; GPU: CUDA events after warm-up; first call: wall clock incl. synchronisation; "
+                      "NumPy calls >= 4x the per-case time target: the first call is the round's sample",
         },
         "rows": rows,
         "gpu_wins_from_batch": gpu_wins_from(rows),
@@ -591,10 +599,17 @@ def format_table(result: dict) -> str:
     else:
         wins = ", ".join(f"{op}: {b if b is not None else 'never'}" for op, b in result["gpu_wins_from_batch"].items())
         notes.append(f"GPU faster from batch: {wins}")
-    problems = [f"{r['case']}: {e['skipped'] if 'skipped' in e else e['error']}" for r in result["rows"]
-                for n in ("numpy", "cupy") if (e := r.get(n)) and ("skipped" in e or "error" in e)]
-    if problems:
-        notes.append("not measured: " + "; ".join(sorted(set(problems))))
+    why: dict[str, list] = {}  # reason -> ops (batches folded together)
+    for r in result["rows"]:
+        for name in ("numpy", "cupy"):
+            entry = r.get(name) or {}
+            reason = entry.get("skipped") or entry.get("error")
+            if reason:
+                ops = why.setdefault(f"{name}: {reason}", [])
+                if r["op"] not in ops:
+                    ops.append(r["op"])
+    for reason, ops in why.items():
+        notes.append(f"not measured ({', '.join(ops)}) on {reason}")
     return "\n".join(text + [""] + notes)
 
 
@@ -649,10 +664,27 @@ def write(result: dict, out: str | Path, stem: str) -> dict:
     return {k: str(v) for k, v in paths.items()}
 
 
-if __name__ == "__main__":  # a worker process: python -m minitl.bench --worker SPEC.json
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        worker(json.loads(Path(sys.argv[2]).read_text()))
-    else:
-        print("usage: python -m minitl.bench --worker SPEC.json (use `minitl bench` to run the benchmark)",
-              file=sys.stderr)
-        sys.exit(2)
+def main(argv=None) -> int:
+    """``python -m minitl.bench [minitl bench's options]`` — the benchmark without the rest of the CLI
+    (a bare GPU machine: numpy + cupy only, run from the source tree with PYTHONPATH=.).
+    ``python -m minitl.bench --worker SPEC.json`` is one worker process of a run."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--worker":
+        worker(json.loads(Path(argv[1]).read_text()))
+        return 0
+    import argparse  # noqa: PLC0415
+
+    from .cli import bench as cli_bench  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m minitl.bench", description=cli_bench.DESCRIPTION)
+    cli_bench.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return cli_bench.run(args)
+    except (ValueError, RuntimeError) as error:
+        print(f"minitl bench: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

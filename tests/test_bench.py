@@ -99,3 +99,37 @@ def test_cli_bench_device_cuda_without_gpu_is_one_clear_error(capsys):
     assert main(["bench", "--device", "cuda", "--no-models", "--ops", "matmul"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no GPU is usable" in err[0] and "--device cpu" in err[0]
+
+
+def test_run_alternates_backends_in_separate_workers_and_respects_the_time_limit(monkeypatch, tmp_path):
+    """The parent's orchestration with a (pretended) usable GPU: GPU first, then alternation, medians."""
+    import time
+
+    calls = []
+
+    def fake_worker(device, cases, target_s, save_dir, timeout, log):
+        calls.append(device)
+        time.sleep(0.05)
+        t = 0.01 if device == "cpu" else 0.002
+        return {"backend": device}, [{"case": c.id, "median_s": t * len(calls), "first_call_s": 1.0} for c in cases]
+
+    monkeypatch.setattr(bench, "_run_worker", fake_worker)
+    monkeypatch.setattr(backend, "gpu_status", lambda refresh=False: {"usable": True, "reason": "pretend", "device_name": "X"})
+    config = bench.Config(ops=["matmul"], models=[], batches=[8], rounds=4, out_dir=str(tmp_path))
+    result = bench.run(config, log=lambda m: None)
+    assert calls == ["cuda", "cpu", "cpu", "cuda", "cuda", "cpu", "cpu", "cuda"]
+    (row,) = result["rows"]
+    assert row["numpy"]["round_medians_s"] == pytest.approx([0.02, 0.03, 0.06, 0.07])
+    assert row["cupy"]["median_s"] == pytest.approx(np.median([0.002, 0.008, 0.010, 0.016]))
+    assert result["meta"]["gpu_skipped"] is None and result["meta"]["rounds_done"] == 4
+
+    calls.clear()
+    config.time_limit_s = 0.15  # a round takes ~0.1 s: the second would overrun
+    result = bench.run(config, log=lambda m: None)
+    assert result["meta"]["rounds_done"] == 1 and calls == ["cuda", "cpu"]
+
+    calls.clear()
+    config.device = "cpu"
+    config.time_limit_s = None
+    result = bench.run(config, log=lambda m: None)
+    assert set(calls) == {"cpu"} and "--device cpu" in result["meta"]["gpu_skipped"]

@@ -18,8 +18,12 @@ def run(args) -> int:
         batches=[int(b) for b in _names(args.batches)] if args.batches else None,
         rounds=args.rounds, device=args.device, time_limit_s=args.time_limit,
     )
+    if args.model_batches:
+        config.model_batches = [int(b) for b in _names(args.model_batches)]
     if args.no_models:
         config.models = []
+    if args.no_ops:
+        config.ops = []
     if config.rounds < 1:
         raise ValueError(f"--rounds must be at least 1, got {config.rounds}")
     result = bench.run(config, log=(lambda m: print(m, file=sys.stderr, flush=True)) if not args.quiet else (lambda m: None))
@@ -35,13 +39,21 @@ def run(args) -> int:
     return 0
 
 
+DESCRIPTION = (
+    "Runs the same minitl graphs on NumPy (CPU) and, where a GPU is usable, CuPy; each backend in its own "
+    "process, alternated, medians over rounds; GPU timed with CUDA events after warm-up. Without a usable GPU "
+    "only the NumPy side runs and the report says why."
+)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="NumPy vs CuPy: time, speed-up and max difference per op and per model",
-        description="Runs the same minitl graphs on NumPy (CPU) and, where a GPU is usable, CuPy; each backend in "
-                    "its own process, alternated, medians over rounds; GPU timed with CUDA events after warm-up. "
-                    "Without a usable GPU only the NumPy side runs and the report says why.",
+        "bench", help="NumPy vs CuPy: time, speed-up and max difference per op and per model", description=DESCRIPTION,
     )
+    add_arguments(parser)
+
+
+def add_arguments(parser) -> None:
     parser.add_argument("--preset", choices=sorted(bench.PRESETS), default="quick",
                         help="quick: small shapes for a CPU sanity run; full: ResNet sizes at 224x224 (default quick)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -50,7 +62,9 @@ def register(subparsers) -> None:
                                       "or e.g. conv2d.bwd); default: all of the preset")
     parser.add_argument("--models", help="comma-separated models (resnet18, resnet50); default: the preset's")
     parser.add_argument("--no-models", action="store_true", help="ops only")
+    parser.add_argument("--no-ops", action="store_true", help="models only")
     parser.add_argument("--batches", help="comma-separated batch sizes replacing every sweep")
+    parser.add_argument("--model-batches", help="comma-separated batch sizes replacing the models' sweeps only")
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds per backend (default 5)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
                         help="start no round that would end after S seconds (results say how many ran)")
