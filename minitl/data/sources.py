@@ -1,0 +1,129 @@
+"""``--data D``: turn one path (or a dataset name) into a training split and a held-out split.
+
+    (nothing) / "fashion-mnist"      Fashion-MNIST from /usr/share/datasets/fashion-mnist/
+    DIR with train-images-idx3-ubyte  an MNIST-layout folder (Fashion-MNIST, MNIST)
+    DIR with data_batch_1.bin         CIFAR-10 (train.bin/test.bin: CIFAR-100, fine labels)
+    DIR with train/ [test/ | val/]    image folders, a sub-folder per class
+    DIR with class sub-folders        image folders; a stratified part held out
+    FILE.npz                          x_train/y_train/x_test/y_test, or x/y (part held out)
+    "digits"                          scikit-learn's 8×8 digits (part held out)
+
+When the source has no test split, ``val_fraction`` of every class is held out (seeded).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy
+from dataclasses import dataclass, field
+
+from .datasets import load_npz_dataset, npz_has_splits, stratified_subset, train_val_split
+from .fashion_mnist import FASHION_MNIST_CLASSES, find_fashion_mnist, has_idx_files, load_idx_split
+
+FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fashionmnist")
+
+
+@dataclass
+class DataSplits:
+    train: object
+    test: object
+    classes: list
+    name: str
+    heldout: str = "test split"  # how the evaluation split was made
+    notes: list = field(default_factory=list)
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.train)} training images, {len(self.test)} evaluation images "
+                f"({self.heldout}), {len(self.classes)} classes")
+
+
+def _image_folder_splits(root, val_fraction, seed):
+    from .images import ImageFolder  # noqa: PLC0415 (Pillow is optional)
+
+    for train_name in ("train", "training"):
+        train_dir = os.path.join(root, train_name)
+        if os.path.isdir(train_dir):
+            train = ImageFolder(train_dir, name=f"{os.path.basename(os.path.normpath(root))}/{train_name}")
+            for test_name in ("test", "val", "validation", "valid"):
+                test_dir = os.path.join(root, test_name)
+                if os.path.isdir(test_dir):
+                    test = ImageFolder(test_dir, classes=train.classes,
+                                       name=f"{os.path.basename(os.path.normpath(root))}/{test_name}")
+                    return train, test, f"{test_name}/ folder"
+            a, b = train_val_split(train, val_fraction, seed)
+            return a, b, f"{val_fraction:.0%} of {train_name}/ held out, seed {seed}"
+    full = ImageFolder(root)
+    a, b = train_val_split(full, val_fraction, seed)
+    return a, b, f"{val_fraction:.0%} held out, seed {seed}"
+
+
+def open_data(spec=None, val_fraction: float = 0.2, seed: int = 0, train_per_class: int | None = None,
+              test_per_class: int | None = None) -> DataSplits:
+    """Resolve ``spec`` to :class:`DataSplits`; optionally keep ``train_per_class`` training and
+    ``test_per_class`` evaluation samples of every class (stratified, seeded subsets)."""
+    name = None
+    if spec is None or str(spec).lower() in FASHION_NAMES:
+        folder = find_fashion_mnist()
+        train, test = load_idx_split(folder, "train"), load_idx_split(folder, "test")
+        splits = DataSplits(train, test, train.classes, "fashion-mnist", "official 10,000-image test split")
+    elif str(spec).lower() == "digits":
+        from . import digits  # noqa: PLC0415 (scikit-learn is optional)
+
+        from .datasets import ArrayDataset  # noqa: PLC0415
+
+        images, labels = digits.load_digits(flatten=False)  # (N, 1, 8, 8) in [0, 1]
+        pixels = numpy.round(images[:, 0] * 255).astype(numpy.uint8)
+        full = ArrayDataset(pixels, labels, [str(i) for i in range(10)], name="digits")
+        train, test = train_val_split(full, val_fraction, seed)
+        splits = DataSplits(train, test, full.classes, "digits", f"{val_fraction:.0%} held out, seed {seed}")
+    else:
+        path = os.fspath(spec)
+        name = os.path.basename(os.path.normpath(path))
+        if os.path.isfile(path):
+            if not path.endswith(".npz"):
+                raise ValueError(f"--data {path}: a file must be a .npz archive (x_train, y_train, ...); "
+                                 "for images give a folder with a sub-folder per class")
+            if npz_has_splits(path):
+                train, test = load_npz_dataset(path, "train"), load_npz_dataset(path, "test")
+                if train.classes != test.classes and len(test.classes) <= len(train.classes):
+                    test.classes = train.classes
+                splits = DataSplits(train, test, train.classes, name, "x_test/y_test arrays")
+            else:
+                full = load_npz_dataset(path)
+                train, test = train_val_split(full, val_fraction, seed)
+                splits = DataSplits(train, test, full.classes, name, f"{val_fraction:.0%} held out, seed {seed}")
+        elif os.path.isdir(path):
+            from .cifar import find_cifar_dir, load_cifar10, load_cifar100  # noqa: PLC0415
+
+            cifar = find_cifar_dir(path)
+            if has_idx_files(path):
+                classes = FASHION_MNIST_CLASSES if "fashion" in path.lower() else [str(i) for i in range(10)]
+                train = load_idx_split(path, "train", classes, name=name)
+                test = load_idx_split(path, "test", classes, name=name)
+                splits = DataSplits(train, test, classes, name, "t10k test split")
+            elif cifar is not None:
+                loader = load_cifar10 if cifar[0] == "cifar10" else load_cifar100
+                train, test = loader(path, "train"), loader(path, "test")
+                splits = DataSplits(train, test, train.classes, cifar[0], "official test split")
+            else:
+                train, test, how = _image_folder_splits(path, val_fraction, seed)
+                splits = DataSplits(train, test, train.classes, name, how)
+        else:
+            hint = ""
+            if os.path.basename(path).lower() in FASHION_NAMES:
+                hint = f" (for Fashion-MNIST from its usual place, use --data fashion-mnist; {find_hint()})"
+            raise FileNotFoundError(f"--data {path}: no such file or folder{hint}")
+    if train_per_class:
+        splits.train = stratified_subset(splits.train, train_per_class, seed)
+        splits.notes.append(f"training subset: {train_per_class} per class, seed {seed}")
+    if test_per_class:
+        splits.test = stratified_subset(splits.test, test_per_class, seed + 1)
+        splits.notes.append(f"evaluation subset: {test_per_class} per class, seed {seed + 1}")
+    return splits
+
+
+def find_hint() -> str:
+    try:
+        return f"found in {find_fashion_mnist()}"
+    except FileNotFoundError as error:
+        return str(error)
