@@ -136,7 +136,8 @@ class Tensor:
 
     # ----------------------------------------------------------------- conversion
     def numpy(self) -> numpy.ndarray:
-        """A host (NumPy) copy of the data; a device->host transfer on a GPU."""
+        """The data as a host (NumPy) array: on the CPU the tensor's own array (no copy, as
+        ``torch.Tensor.numpy``), from a GPU a copy (a device->host transfer)."""
         return backend.to_numpy(self.data)
 
     def item(self):

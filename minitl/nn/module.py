@@ -64,6 +64,12 @@ class StateDictError(ValueError):
         super().__init__("load_state_dict failed:\n" + report.describe())
 
 
+def _host_copy(tensor: Tensor) -> numpy.ndarray:
+    """A host array that shares no memory with the tensor (one copy, also from a device)."""
+    host = tensor.numpy()
+    return host.copy() if host is tensor.data else host
+
+
 class Module:
     """Base class of every layer and network: ``forward`` does the math, the rest is bookkeeping."""
 
@@ -195,12 +201,16 @@ class Module:
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> OrderedDict:
-        """name -> host array, for every parameter and buffer (PyTorch's names)."""
+        """name -> host array, for every parameter and buffer (PyTorch's names).
+
+        The arrays are a snapshot (copies): optimizers update parameters in place, so a
+        state dict kept in memory (the best epoch's weights, say) must not change with them.
+        """
         state = OrderedDict()
         for name, param in self.named_parameters():
-            state[name] = param.numpy()
+            state[name] = _host_copy(param)
         for name, buf in self.named_buffers():
-            state[name] = buf.numpy()
+            state[name] = _host_copy(buf)
         return state
 
     def load_state_dict(self, state, strict: bool = True, skip=()) -> LoadReport:
