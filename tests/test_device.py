@@ -243,3 +243,65 @@ def test_dropout_on_the_device_draws_there_and_repeats_with_the_seed():
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) <= {0.0, np.float32(1 / 0.75)}
     assert 0.15 < (a == 0).mean() < 0.35
+
+
+# ============================================================================ optimizers on the device
+def _optimizers(params):
+    from minitl import optim
+
+    return [optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4),
+            optim.Adam(params, lr=1e-3), optim.AdamW(params, lr=1e-3, weight_decay=0.01)]
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["sgd-nesterov", "adam", "adamw"])
+def test_training_step_with_each_optimizer_makes_one_read_and_no_copy(which):
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 4)).to(DEVICE)
+    optimizer = _optimizers(list(model.parameters()))[which]
+    x = minitl.Tensor(rng.normal(size=(8, 10)).astype(np.float32), device=DEVICE)
+    y = minitl.Tensor(rng.integers(0, 4, size=8), device=DEVICE)
+    for _ in range(3):
+        with fakecupy.counting() as t:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            loss.item()
+        assert (t.d2h, t.h2d) == (1, 0), t.log
+    for state in optimizer.state.values():
+        for value in state.values():
+            assert not isinstance(value, np.ndarray), "optimizer state stays on the device"
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["sgd-momentum", "adam"])
+def test_optimizer_state_follows_the_model_to_the_device_and_back(which):
+    """Steps on CPU, then on the device, then on CPU again equal the same steps all on CPU."""
+    rng = np.random.default_rng(2)
+    xs, ys = rng.normal(size=(6, 5)).astype(np.float32), rng.integers(0, 3, size=6)
+    finals = []
+    for devices in (["cpu"] * 4, ["cpu", DEVICE, DEVICE, "cpu"]):
+        minitl.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+        optimizer = _optimizers(list(model.parameters()))[which]
+        for device in devices:
+            model.to(device)
+            optimizer.zero_grad()
+            F.cross_entropy(model(minitl.Tensor(xs, device=device)), minitl.Tensor(ys, device=device)).backward()
+            optimizer.step()
+            arrays = [v for s in optimizer.state.values() for v in s.values() if hasattr(v, "shape")]
+            assert arrays and all(minitl.backend.backend_of(a).device == device for a in arrays)
+        finals.append(model.state_dict())
+    for key in finals[0]:
+        np.testing.assert_allclose(finals[1][key], finals[0][key], rtol=1e-6, atol=1e-7)
+
+
+def test_optimizer_to_moves_state_eagerly_and_state_dict_is_host():
+    model = nn.Linear(3, 2)
+    optimizer = _optimizers(list(model.parameters()))[1]
+    F.mse_loss(model(minitl.Tensor(np.ones((2, 3), np.float32))), minitl.Tensor(np.zeros((2, 2), np.float32))).backward()
+    optimizer.step()
+    model.to(DEVICE)
+    assert optimizer.to(DEVICE) is optimizer
+    assert all(isinstance(v, fakecupy.ndarray) for s in optimizer.state.values() for v in s.values() if hasattr(v, "shape"))
+    saved = optimizer.state_dict()
+    assert all(isinstance(v, np.ndarray) for s in saved["state"].values() for v in s.values() if hasattr(v, "shape"))

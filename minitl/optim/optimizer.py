@@ -116,7 +116,9 @@ class Optimizer:
                 continue
             if p.grad.shape != p.shape:
                 raise ValueError(f"gradient of shape {p.grad.shape} for a parameter of shape {p.shape}")
-            yield p, p.grad.data, self.state.setdefault(p, {})
+            state = self.state.setdefault(p, {})
+            _follow_parameter(state, p)
+            yield p, p.grad.data, state
 
     # ----------------------------------------------------------------- devices
     def to(self, device) -> Optimizer:
@@ -193,6 +195,15 @@ class Optimizer:
             options = ", ".join(f"{k}={v}" for k, v in group.items() if k != "params")
             lines.append(f"  group {i}: {len(group['params'])} params, {options}")
         return "\n".join(lines) + "\n)"
+
+
+def _follow_parameter(state: dict, p) -> None:
+    """State arrays live where their parameter lives: after ``model.to(device)`` the next step moves
+    them there once (``Optimizer.to`` does it eagerly)."""
+    owner = backend.backend_of(p.data)
+    for key, value in state.items():
+        if _is_array(value) and backend.backend_of(value) is not owner:
+            state[key] = backend.to_device(value, owner.name)
 
 
 def _is_array(value) -> bool:
