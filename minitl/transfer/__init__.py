@@ -1,0 +1,21 @@
+"""Weight transplant: read weights exported by other frameworks into minitl's models.
+
+    api.py          load_weights, load_model, save_npz, convert (+ the TransferReport / audit table)
+    npz.py          .npz (allow_pickle=False), minitl's own format with JSON metadata
+    safetensors.py  .safetensors (pure NumPy reader)
+    pytorch.py      .pth/.pt without torch: a restricted unpickler (tensors only)
+    keras.py        Keras .h5 (h5py)
+    onnx.py         ONNX graphs walked in order onto the ResNet builder (onnx)
+    names.py        name maps and layout conversions (HWIO -> OIHW, dense transposes, BN names)
+    errors.py       WeightsError (a ValueError) and its kinds
+"""
+from .api import (
+    MappingRow, TransferReport, convert, detect_format, load_model, load_weights, read_file, resolve_source, save_npz,
+)
+from .errors import ArchitectureMismatchError, CorruptFileError, UnsafeFileError, WeightsError
+
+__all__ = [
+    "load_weights", "load_model", "save_npz", "convert", "read_file", "detect_format", "resolve_source",
+    "TransferReport", "MappingRow",
+    "WeightsError", "CorruptFileError", "UnsafeFileError", "ArchitectureMismatchError",
+]

