@@ -4,13 +4,20 @@
     activation.py  sigmoid, tanh, relu, ...    h = f(a)
     loss.py        cross_entropy, mse_loss...  J(ŷ, y)
     dropout.py     dropout
+    conv.py        conv2d                      h_j = Σ_{i∈M_j} h_i * k_ij + b_j
+    pool.py        max_pool2d, avg_pool2d...   h_j = max_{i∈R_j} a_i
+    norm.py        batch_norm                  y = γ (x − μ)/√(σ² + ε) + β
 """
 from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .conv import conv2d
 from .dense import linear
 from .dropout import dropout
+from .norm import batch_norm
+from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss
 
 __all__ = [
     "linear", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softmax", "log_softmax",
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "dropout",
+    "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
 ]

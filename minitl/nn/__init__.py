@@ -1,12 +1,16 @@
 """Modules: parameters wired to functional ops (PyTorch's names, so knowledge carries over)."""
 from . import init
+from .conv import Conv2d
 from .layers import (
     GELU, Dropout, Flatten, Identity, LeakyReLU, Linear, ModuleList, ReLU, Sequential, Sigmoid, Softmax, Tanh,
 )
 from .module import LoadReport, Module, Parameter, StateDictError
+from .norm import BatchNorm1d, BatchNorm2d
+from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
     "Module", "Parameter", "LoadReport", "StateDictError", "init",
     "Linear", "Sequential", "ModuleList", "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
     "Dropout", "Flatten", "Identity",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
 ]

@@ -1,0 +1,435 @@
+"""2-D convolution: every output map is a sum of input maps correlated with learned kernels.
+
+    h_j^l = f( Σ_{i∈M_j} h_i^{l-1} * k_ij^l + b_j^l )
+
+``conv2d`` computes the bracket (f is applied by the caller): output channel j sums, over the
+input channels i of its group M_j, the cross-correlation of input map h_i with kernel k_ij,
+plus a bias b_j.  Written out element by element (what :func:`conv2d_reference` loops over):
+
+    y[n, j, p, q] = b[j] + Σ_{c<Cg} Σ_{u<KH} Σ_{v<KW}
+                    x_pad[n, g·Cg + c, p·sh + u·dh, q·sw + v·dw] · w[j, c, u, v],   g = j // (O/G)
+
+Shapes (PyTorch's NCHW / OIHW): x (N, C, H, W), w (O, C/G, KH, KW), b (O,) -> y (N, O, Ho, Wo),
+Ho = ⌊(H + 2ph − dh(KH−1) − 1) / sh⌋ + 1 (likewise Wo).
+
+How it is computed fast (the plain-loop reference sits beside it and the tests hold one
+against the other):
+
+* **Layout.**  The public API is NCHW, the inside is NHWC: the column copy then moves whole
+  channel vectors (contiguous runs) instead of striding across channels.  The result is an
+  NCHW-*shaped* view of NHWC memory (``y.transpose(0, 2, 3, 1)`` is contiguous), so the next
+  convolution, BatchNorm, ReLU and pooling read it without a layout copy.
+* **im2col + one GEMM.**  A sliding-window *view* (``as_strided``, no copy, no loop over
+  pixels) presents the padded input as (N, Ho, Wo, KH, KW, C); one copy turns it into the
+  column matrix X_col (N·Ho·Wo, KH·KW·C), and one GEMM with W_col (KH·KW·C, O) gives y.
+  Groups are a batched GEMM over the G groups.  1×1 stride-1 convolutions need no copy at all.
+* **Bounded workspace.**  When X_col would exceed the workspace budget (default 512 MiB,
+  :func:`set_workspace_limit`), the batch is processed in chunks, so a ResNet-50 at 224×224,
+  batch 32, runs forward in a few GiB.
+* **Backward.**  dJ/db = Σ dJ/dy;  dJ/dW_col = X_colᵀ · dJ/dy;  dJ/dx is the transposed
+  convolution: for stride 1 it *is* a convolution of dJ/dy with the flipped kernel (same code,
+  so the same speed); otherwise dJ/dX_col = dJ/dy · W_colᵀ is folded back by col2im — one
+  strided slice addition per kernel tap, deterministic (no scatter / ``np.add.at``).
+* **Winograd F(2×2, 3×3)** (:mod:`minitl.functional.winograd`) for 3×3 stride-1 convolutions
+  where it pays (2.25× fewer multiplications than the GEMM); :func:`set_winograd` chooses.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from .. import backend
+from ..tensor import Function, Tensor
+from . import winograd as _winograd
+
+# ============================================================================ configuration
+_WORKSPACE_BYTES = 512 * 2**20
+_CACHE_BLOCK_BYTES = 8 * 2**20
+_MIN_GEMM_ROWS = 2048
+_WINOGRAD = "auto"
+
+
+def set_workspace_limit(nbytes: int) -> int:
+    """Cap the im2col column matrix (and Winograd's transformed tiles) at ``nbytes``; returns the old cap.
+
+    Bigger convolutions are computed in batch chunks; a single sample is never split, so one
+    sample's columns may exceed a very small cap.
+    """
+    global _WORKSPACE_BYTES
+    if int(nbytes) < 1:
+        raise ValueError(f"workspace limit must be a positive number of bytes, got {nbytes}")
+    old, _WORKSPACE_BYTES = _WORKSPACE_BYTES, int(nbytes)
+    return old
+
+
+def workspace_limit() -> int:
+    return _WORKSPACE_BYTES
+
+
+@contextlib.contextmanager
+def workspace(nbytes: int):
+    """``with workspace(64 * 2**20): ...`` — a temporary workspace cap."""
+    old = set_workspace_limit(nbytes)
+    try:
+        yield
+    finally:
+        set_workspace_limit(old)
+
+
+def set_winograd(mode) -> object:
+    """Winograd F(2×2,3×3) for 3×3 stride-1 dilation-1 convolutions: "auto" (where it was measured
+    to win), True (always where it applies) or False (never: im2col + GEMM).  Returns the old mode."""
+    global _WINOGRAD
+    if mode not in ("auto", True, False):
+        raise ValueError(f"winograd mode must be 'auto', True or False, got {mode!r}")
+    old, _WINOGRAD = _WINOGRAD, mode
+    return old
+
+
+@contextlib.contextmanager
+def winograd(mode):
+    old = set_winograd(mode)
+    try:
+        yield
+    finally:
+        set_winograd(old)
+
+
+# ============================================================================ layout helpers
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        pair = (value[0], value[1])
+    else:
+        pair = (value, value)
+    try:
+        pair = tuple(int(v) for v in pair)
+        if any(int(v) != v for v in (value if isinstance(value, (tuple, list)) else [value])):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """⌊(size + 2·padding − dilation·(kernel − 1) − 1) / stride⌋ + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def channels_last(a) -> bool:
+    """Whether an NCHW-shaped array sits in NHWC memory (channels contiguous)."""
+    return a.ndim == 4 and a.shape[1] > 1 and a.strides[1] == a.itemsize and a.strides[3] == a.shape[1] * a.itemsize
+
+
+def to_nhwc(xp, a):
+    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) array (a free view when already NHWC in memory)."""
+    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def _pad_nhwc(xp, x, ph: int, pw: int, extra_h: int = 0, extra_w: int = 0):
+    """x (N, C, H, W) -> zero-padded NHWC (N, H + 2ph + extra_h, W + 2pw + extra_w, C), contiguous."""
+    N, C, H, W = x.shape
+    if ph == pw == extra_h == extra_w == 0:
+        return to_nhwc(xp, x)
+    Hp, Wp = H + 2 * ph + extra_h, W + 2 * pw + extra_w
+    out = xp.empty((N, Hp, Wp, C), dtype=x.dtype)
+    out[:, :ph] = 0  # zero only the border; the interior is copied over
+    out[:, ph + H:] = 0
+    out[:, ph:ph + H, :pw] = 0
+    out[:, ph:ph + H, pw + W:] = 0
+    out[:, ph:ph + H, pw:pw + W] = x.transpose(0, 2, 3, 1)
+    return out
+
+
+def _chunks(xp, n: int, per_item_bytes: int, rows_per_item: int = 1 << 30):
+    """Batch ranges [(start, stop), ...] for a workspace of ``per_item_bytes`` per sample.
+
+    Never above the workspace limit.  On the CPU also about one cache block (8 MiB: the column
+    copy then stays in the L3 cache for the GEMM that reads it, measured ~1.3× faster for the
+    whole im2col + GEMM than one big column matrix) — unless that leaves the GEMM fewer than
+    ~2048 rows (``rows_per_item`` per sample), where it runs below full speed.  At least one
+    sample per chunk.
+    """
+    limit = max(1, _WORKSPACE_BYTES // max(1, per_item_bytes))
+    step = limit
+    if xp is backend.NUMPY.xp:
+        block = max(_CACHE_BLOCK_BYTES // max(1, per_item_bytes), -(-_MIN_GEMM_ROWS // max(1, rows_per_item)))
+        step = min(limit, block)
+    step = max(1, min(n, step))
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def _weight_matrix(w, groups: int):
+    """OIHW weight (O, Cg, KH, KW) -> per-group column weights (G, KH·KW·Cg, O/G), rows ordered (u, v, c)."""
+    O, Cg, KH, KW = w.shape
+    return w.reshape(groups, O // groups, Cg, KH, KW).transpose(0, 3, 4, 2, 1).reshape(groups, KH * KW * Cg, O // groups)
+
+
+def _im2col(xp, xpad, KH, KW, Ho, Wo, stride, dilation, groups, buffer=None):
+    """Padded NHWC input (n, Hp, Wp, C) -> column matrix (G, n·Ho·Wo, KH·KW·Cg), rows (n, p, q), columns (u, v, c).
+
+    X_col[g, (n,p,q), (u,v,c)] = x_pad[n, p·sh + u·dh, q·sw + v·dw, g·Cg + c] — a strided window
+    view (no copy, no loop), then one copy into contiguous memory (``buffer``, a flat workspace
+    reused across batch chunks, when given).
+    """
+    n, Hp, Wp, C = xpad.shape
+    Cg = C // groups
+    sh, sw = stride
+    dh, dw = dilation
+    if KH == KW == 1 and sh == sw == 1 and groups == 1 and Ho == Hp and Wo == Wp:
+        return xp.ascontiguousarray(xpad).reshape(1, n * Ho * Wo, C)  # 1×1 stride 1: the input is the matrix
+    s0, s1, s2, s3 = xpad.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        xpad,
+        shape=(groups, n, Ho, Wo, KH, KW, Cg),
+        strides=(Cg * s3, s0, sh * s1, sw * s2, dh * s1, dw * s2, s3),
+    )
+    shape = (groups, n, Ho, Wo, KH, KW, Cg)
+    if buffer is None:
+        col = xp.empty(shape, dtype=xpad.dtype)
+    else:
+        col = buffer[:groups * n * Ho * Wo * KH * KW * Cg].reshape(shape)
+    col[...] = windows
+    return col.reshape(groups, n * Ho * Wo, KH * KW * Cg)
+
+
+def _col2im(xp, gcol, gxpad, KH, KW, Ho, Wo, stride, dilation, groups):
+    """The adjoint of :func:`_im2col`, accumulated into the padded NHWC gradient ``gxpad`` (n, Hp, Wp, C).
+
+    gx_pad[n, p·sh + u·dh, q·sw + v·dw, g·Cg + c] += dX_col[g, (n,p,q), (u,v,c)]: one strided slice
+    addition per kernel tap (u, v) — deterministic, no scatter.
+    """
+    n, Hp, Wp, C = gxpad.shape
+    Cg = C // groups
+    sh, sw = stride
+    dh, dw = dilation
+    g7 = gcol.reshape(groups, n, Ho, Wo, KH, KW, Cg)
+    target = gxpad.reshape(n, Hp, Wp, groups, Cg)
+    for u in range(KH):
+        for v in range(KW):
+            rows = slice(u * dh, u * dh + sh * (Ho - 1) + 1, sh)
+            cols = slice(v * dw, v * dw + sw * (Wo - 1) + 1, sw)
+            target[:, rows, cols] += g7[:, :, :, :, u, v].transpose(1, 2, 3, 0, 4)
+
+
+# ============================================================================ the core (NHWC arrays in, NHWC out)
+def _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
+    if (KH, KW) != (3, 3) or stride != (1, 1) or dilation != (1, 1) or groups != 1:
+        return False
+    if _WINOGRAD == "auto":
+        return _winograd.worth_it(C, O, Ho, Wo)
+    return bool(_WINOGRAD)
+
+
+def _conv_nhwc(xp, x, w, padding, stride, dilation, groups, keep_columns=False):
+    """x (N, C, H, W) any layout, w OIHW -> y as NHWC (N, Ho, Wo, O) contiguous, and the saved columns.
+
+    Returns (y, col): col is the column matrix when ``keep_columns`` and it was built in one
+    piece (a small convolution), else None (backward then rebuilds it chunk by chunk).
+    """
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w.shape
+    ph, pw = padding
+    Ho = out_size(H, KH, stride[0], ph, dilation[0])
+    Wo = out_size(W, KW, stride[1], pw, dilation[1])
+    if _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo):
+        # tiles of 2×2 outputs read 4×4 inputs: pad odd output sizes up by one row / column
+        xpad = _pad_nhwc(xp, x, ph, pw, Ho % 2, Wo % 2)
+        return _winograd.conv3x3_nhwc(xp, xpad, w, Ho, Wo, _chunks), None
+    xpad = _pad_nhwc(xp, x, ph, pw)
+    wcol = _weight_matrix(w, groups)
+    Og = O // groups
+    y = xp.empty((N, Ho, Wo, O), dtype=xpad.dtype)
+    per_sample = Ho * Wo * KH * KW * C
+    chunks = _chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
+    single = len(chunks) == 1
+    buffer = None if single else xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=xpad.dtype)
+    col = None
+    for n0, n1 in chunks:
+        col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffer)
+        if groups == 1:
+            xp.matmul(col[0], wcol[0], out=y[n0:n1].reshape(-1, O))
+        else:
+            y[n0:n1].reshape(-1, groups, Og)[...] = xp.matmul(col, wcol).transpose(1, 0, 2)
+    return y, (col if keep_columns and single else None)
+
+
+def _flipped(w, groups: int):
+    """The kernel of the transposed convolution: w'[g·Cg + c, o, u, v] = w[g·Og + o, c, KH−1−u, KW−1−v]."""
+    O, Cg, KH, KW = w.shape
+    Og = O // groups
+    return w[:, :, ::-1, ::-1].reshape(groups, Og, Cg, KH, KW).transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Og, KH, KW)
+
+
+class Conv2d(Function):
+    """y = W ⋆ x + b  (cross-correlation, im2col + GEMM).  See the module docstring for the formulas.
+
+    Chain rule, with X_col the column matrix and W_col the reshaped kernel (y = X_col · W_col + b):
+        dJ/db     = Σ_{n,p,q} dJ/dy[n, :, p, q]
+        dJ/dW_col = X_colᵀ · dJ/dy
+        dJ/dx     = col2im(dJ/dy · W_colᵀ)   (= conv(dJ/dy, flipped W) for stride 1)
+    """
+
+    def forward(self, x, weight, bias=None, *, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        xp = backend.get_array_module(x)
+        self.opts = (stride, padding, dilation, groups)
+        self.x_shape = x.shape
+        need_w = self.needs_input_grad[1]
+        y, col = _conv_nhwc(xp, x, weight, padding, stride, dilation, groups, keep_columns=need_w)
+        if bias is not None:
+            y += bias
+        # keep for backward only what the wanted gradients need
+        self.col = col
+        self.x = x if need_w and col is None else None
+        self.weight = weight if self.needs_input_grad[0] else None
+        self.w_shape = weight.shape
+        return y.transpose(0, 3, 1, 2)  # NCHW shape, NHWC memory
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        stride, padding, dilation, groups = self.opts
+        N, C, H, W = self.x_shape
+        O, Cg, KH, KW = self.w_shape
+        Og = O // groups
+        gy = to_nhwc(xp, g)  # (N, Ho, Wo, O)
+        Ho, Wo = gy.shape[1:3]
+        gy2 = gy.reshape(-1, O)
+        grad_x = grad_w = grad_b = None
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            grad_b = gy2.sum(axis=0)
+        if self.needs_input_grad[1]:
+            grad_w = self._grad_weight(xp, gy, Ho, Wo)
+        if self.needs_input_grad[0]:
+            grad_x = self._grad_input(xp, gy, Ho, Wo)
+        return grad_x, grad_w, grad_b
+
+    def _grad_weight(self, xp, gy, Ho, Wo):
+        """dJ/dW_col[g] = X_col[g]ᵀ · dJ/dy[g], summed over batch chunks; back to OIHW."""
+        stride, padding, dilation, groups = self.opts
+        O, Cg, KH, KW = self.w_shape
+        Og = O // groups
+        N = gy.shape[0]
+        gcol_w = None
+        if self.col is not None:
+            pieces = [(0, N, self.col)]
+        else:
+            xpad = _pad_nhwc(xp, self.x, *padding)
+            per_sample = Ho * Wo * KH * KW * xpad.shape[3]
+            chunks = _chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
+            buffer = xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=xpad.dtype)
+            pieces = ((n0, n1, None) for n0, n1 in chunks)
+        for n0, n1, col in pieces:
+            if col is None:
+                col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffer)
+            gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
+            part = xp.matmul(col.transpose(0, 2, 1), gyg)  # (G, KH·KW·Cg, Og)
+            gcol_w = part if gcol_w is None else gcol_w + part
+        self.col = None
+        # (G, KH, KW, Cg, Og) -> (G, Og, Cg, KH, KW) -> OIHW
+        return gcol_w.reshape(groups, KH, KW, Cg, Og).transpose(0, 4, 3, 1, 2).reshape(O, Cg, KH, KW)
+
+    def _grad_input(self, xp, gy, Ho, Wo):
+        stride, padding, dilation, groups = self.opts
+        N, C, H, W = self.x_shape
+        O, Cg, KH, KW = self.w_shape
+        ph, pw = padding
+        qh, qw = dilation[0] * (KH - 1) - ph, dilation[1] * (KW - 1) - pw
+        w = self.weight
+        if stride == (1, 1) and qh >= 0 and qw >= 0:
+            # stride 1: dJ/dx = dJ/dy ⋆ flipped kernel, padded by d(k−1) − p: a plain convolution
+            gx, _ = _conv_nhwc(xp, gy.transpose(0, 3, 1, 2), _flipped(w, groups), (qh, qw), (1, 1), dilation, groups)
+            return gx.transpose(0, 3, 1, 2)
+        Og = O // groups
+        wcol = _weight_matrix(w, groups)  # (G, K, Og)
+        Hp, Wp = H + 2 * ph, W + 2 * pw
+        gxpad = xp.zeros((N, Hp, Wp, C), dtype=gy.dtype)
+        per_sample = Ho * Wo * KH * KW * C
+        chunks = _chunks(xp, N, per_sample * gy.itemsize, Ho * Wo)
+        buffer = xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=gy.dtype)
+        for n0, n1 in chunks:
+            gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
+            gcol = buffer[:per_sample * (n1 - n0)].reshape(groups, -1, wcol.shape[1])
+            xp.matmul(gyg, wcol.transpose(0, 2, 1), out=gcol)  # dJ/dX_col = dJ/dy · W_colᵀ  (G, m, K)
+            _col2im(xp, gcol, gxpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups)
+        return gxpad[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
+
+
+# ============================================================================ public function
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """2-D convolution (cross-correlation, as in every framework): h_j = Σ_{i∈M_j} h_i * k_ij + b_j.
+
+        y[n, j, p, q] = b[j] + Σ_{c, u, v} x_pad[n, g·Cg + c, p·sh + u·dh, q·sw + v·dw] · w[j, c, u, v]
+
+    x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O,) -> (N, O, Ho, Wo) with
+    Ho = ⌊(H + 2·ph − dh·(KH − 1) − 1) / sh⌋ + 1.  ``stride``, ``padding``, ``dilation`` are an int
+    or an (h, w) pair; ``groups`` splits the channels into independent groups (groups = C with
+    C/groups = 1 is a depthwise convolution).  PyTorch's signature and semantics.
+    """
+    x_shape, w_shape = tuple(x.shape), tuple(weight.shape)
+    if len(x_shape) != 4:
+        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {x_shape}")
+    if len(w_shape) != 4:
+        raise ValueError(f"conv2d: expected a 4-D weight (O, C/groups, KH, KW), got shape {w_shape}")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    stride = _pair(stride, "conv2d: stride", 1)
+    padding = _pair(padding, "conv2d: padding", 0)
+    dilation = _pair(dilation, "conv2d: dilation", 1)
+    N, C, H, W = x_shape
+    O, Cg, KH, KW = w_shape
+    if C % groups or O % groups:
+        raise ValueError(
+            f"conv2d: groups={groups} must divide both the input channels ({C}, input shape {x_shape}) "
+            f"and the output channels ({O}, weight shape {w_shape})"
+        )
+    if Cg * groups != C:
+        raise ValueError(
+            f"conv2d: input has {C} channels (shape {x_shape}) but weight {w_shape} with groups={groups} "
+            f"expects {Cg * groups} (weight is (out_channels, in_channels/groups, KH, KW))"
+        )
+    if min(w_shape) < 1 or N < 1 or C < 1:
+        raise ValueError(f"conv2d: empty input {x_shape} or weight {w_shape}")
+    if bias is not None and tuple(bias.shape) != (O,):
+        raise ValueError(f"conv2d: bias must have shape ({O},) for weight {w_shape}, got {tuple(bias.shape)}")
+    eff = (dilation[0] * (KH - 1) + 1, dilation[1] * (KW - 1) + 1)
+    padded = (H + 2 * padding[0], W + 2 * padding[1])
+    if eff[0] > padded[0] or eff[1] > padded[1]:
+        raise ValueError(
+            f"conv2d: kernel {KH}×{KW} (dilation {dilation}, effective {eff[0]}×{eff[1]}) is larger than the "
+            f"padded input {padded[0]}×{padded[1]} (input shape {x_shape}, padding {padding})"
+        )
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+# ============================================================================ the plain-loop reference
+def conv2d_reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """The formula as plain loops, on arrays (for tests and for reading):
+
+        y[n, j, p, q] = b[j] + Σ_{c<Cg} Σ_{u<KH} Σ_{v<KW} x_pad[n, g·Cg + c, p·sh + u·dh, q·sw + v·dw] · w[j, c, u, v]
+    """
+    xp = backend.get_array_module(x)
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    dh, dw = _pair(dilation, "dilation", 1)
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = weight.shape
+    Og = O // groups
+    x_pad = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
+    x_pad[:, :, ph:ph + H, pw:pw + W] = x
+    Ho, Wo = out_size(H, KH, sh, ph, dh), out_size(W, KW, sw, pw, dw)
+    y = xp.zeros((N, O, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for j in range(O):
+            g = j // Og
+            for p in range(Ho):
+                for q in range(Wo):
+                    total = 0.0 if bias is None else bias[j]
+                    for c in range(Cg):
+                        for u in range(KH):
+                            for v in range(KW):
+                                total = total + x_pad[n, g * Cg + c, p * sh + u * dh, q * sw + v * dw] * weight[j, c, u, v]
+                    y[n, j, p, q] = total
+    return y
