@@ -75,6 +75,18 @@ class TransferReport:
     def ok(self) -> bool:
         return not (self.missing or self.unused or self.mismatched)
 
+    def as_metadata(self) -> dict:
+        """The file's metadata completed with what the mapping found (arch, preprocessing, class names)."""
+        return {**self.metadata, "arch": self.arch, "preprocessing": self.preprocessing, "class_names": self.class_names}
+
+    def get(self, key, default=None):
+        """Dict-style access to :meth:`as_metadata` (``report.get("arch")``)."""
+        value = self.as_metadata().get(key)
+        return default if value is None else value
+
+    def __contains__(self, key) -> bool:
+        return self.as_metadata().get(key) is not None
+
     @property
     def num_parameters(self) -> int:
         return int(sum(numpy.prod(r.shape, dtype=numpy.int64) for r in self.rows if r.target))
@@ -223,6 +235,8 @@ def _compare(model, state, report, skip=()) -> None:
         if skipped(row.target):
             row.status = "skipped"
             report.skipped.append(row.target)
+        elif row.target not in own and row.target.endswith("num_batches_tracked"):
+            row.conversion = "BatchNorm step counter; the model keeps none"
         elif row.target not in own:
             row.status, row.conversion = "unused", (row.conversion + "; " if row.conversion else "") + "no such name in the model"
             report.unused.append(row.target)
@@ -294,20 +308,24 @@ def load_model(source, arch=None, num_classes=None, strict: bool = True, skip=()
     else:
         default = get_spec(report.arch).num_classes
         model = create(report.arch, num_classes=num_classes or file_classes or default)
-    own_classes = _file_classes(model.state_dict(), head)
+    own_state = model.state_dict()
+    own_classes = _file_classes(own_state, head)
     skip = list(skip)
+    # BatchNorm's step counter: kept from the file where both have it, the model's own where the file lacks it
+    counters = [n for n in own_state if n.endswith("num_batches_tracked") and n not in state]
+    state = {k: v for k, v in state.items() if not (k.endswith("num_batches_tracked") and k not in own_state)}
     if file_classes is not None and own_classes is not None and own_classes != file_classes:
         skip.append(head)
         report.notes.append(f"head {head} replaced: the file has {file_classes} classes, the model {own_classes}")
     try:
-        loaded = model.load_state_dict(state, strict=strict, skip=skip)
+        loaded = model.load_state_dict(state, strict=strict, skip=skip + counters)
     except StateDictError as error:
         guess = report.inferred_arch
         hint = f"; the file looks like {guess}" if guess and guess != report.arch else ""
         raise ArchitectureMismatchError(
             f"{source} does not fit architecture {report.arch or type(model).__name__}{hint}:\n{error.report.describe()}"
         ) from None
-    report.skipped = list(loaded.skipped)
+    report.skipped = [n for n in loaded.skipped if n not in counters]
     if report.preprocessing is not None and hasattr(model, "preprocessing"):
         model.preprocessing = Preprocessing.from_dict(report.preprocessing)
     if hasattr(model, "class_names"):
@@ -340,7 +358,6 @@ def save_npz(path, model_or_state, metadata: dict | None = None, arch: str | Non
     meta.update(metadata or {})
     meta.setdefault("format", "minitl-weights/1")
     meta.setdefault("minitl_version", __version__)
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     return npz_format.write(path, state, _jsonable(meta))
 
 

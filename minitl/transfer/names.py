@@ -1,7 +1,7 @@
 """Name maps: other frameworks' weight names -> minitl's (= torchvision's), with layout conversions.
 
-torchvision / PyTorch: identical names; ``module.`` (DataParallel) is stripped; ``num_batches_tracked``
-(BatchNorm's step counter, unused in eval and by minitl) is dropped.
+torchvision / PyTorch: identical names; ``module.`` (DataParallel) is stripped.  BatchNorm's step
+counter ``num_batches_tracked`` is kept; files without it (ONNX, Keras) leave the model's own.
 
 Keras ResNet50 (``keras.applications``):
     conv1_conv                -> conv1            kernel HWIO -> OIHW, bias
@@ -30,9 +30,6 @@ def torch_names(state) -> tuple[OrderedDict, list]:
     prefix = "module." if state and all(name.startswith("module.") for name in state) else ""
     for name, array in state.items():
         target = name[len(prefix):]
-        if target.endswith("num_batches_tracked"):
-            rows.append((name, None, tuple(array.shape), (), "dropped: BatchNorm's step counter, unused by minitl"))
-            continue
         out[target] = array
         rows.append((name, target, tuple(array.shape), tuple(array.shape), "strip 'module.'" if prefix else ""))
     return out, rows
