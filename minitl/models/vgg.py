@@ -21,7 +21,8 @@ CONFIGS = {
 
 
 class VGG(ImageModel):
-    """cfg: conv widths with "M" for a max-pool; hidden: the classifier's width (4096 in the paper)."""
+    """cfg: conv widths with "M" for a max-pool; hidden: the classifier's width (4096 in the paper);
+    num_classes None: no classifier (``forward`` returns the pooled features)."""
 
     def __init__(self, cfg=CONFIGS["vgg16"], num_classes=1000, in_channels=3, batch_norm=False,
                  hidden=4096, dropout=0.5, pool_size=7):
@@ -45,7 +46,7 @@ class VGG(ImageModel):
             nn.Linear(self.num_features, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
-        )
+        ) if num_classes else nn.Identity()  # None: no classifier, forward returns the pooled features
         self.preprocessing = TORCHVISION_IMAGENET
         self._init_weights()
 
