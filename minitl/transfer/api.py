@@ -65,6 +65,7 @@ class TransferReport:
     unused: list = field(default_factory=list)  # the file's names the architecture has no place for
     mismatched: list = field(default_factory=list)  # (name, expected shape, file's shape)
     skipped: list = field(default_factory=list)
+    conflicts: list = field(default_factory=list)  # convs whose stride/padding/kernel differ from the model's
     metadata: dict = field(default_factory=dict)
     preprocessing: dict | None = None
     class_names: list | None = None
@@ -73,7 +74,7 @@ class TransferReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.unused or self.mismatched)
+        return not (self.missing or self.unused or self.mismatched or self.conflicts)
 
     def as_metadata(self) -> dict:
         """The file's metadata completed with what the mapping found (arch, preprocessing, class names)."""
@@ -107,6 +108,9 @@ class TransferReport:
                 f"{n} expects {tuple(e)}, file has {tuple(g)}" for n, e, g in self.mismatched[:20]))
         if self.skipped:
             lines.append(f"skipped on request: {', '.join(self.skipped)}")
+        if self.conflicts:
+            lines.append(f"conv geometry differs ({len(self.conflicts)}): " + "; ".join(self.conflicts[:8])
+                         + (" ..." if len(self.conflicts) > 8 else ""))
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -250,9 +254,9 @@ def load_weights(source, arch=None) -> tuple[dict, TransferReport]:
 
     ``arch``: a registered architecture name, a model instance, or None (then taken from the file's
     metadata, the named source, or recognised from the names and shapes).  The report lists what is
-    missing, unused or mis-shaped against that architecture; nothing is raised for those here
-    (``load_model`` is strict), but a file whose convolutions have other strides than the
-    architecture's raises :class:`ArchitectureMismatchError`.
+    missing, unused or mis-shaped against that architecture, and (for ONNX) convolutions whose
+    stride/padding differ from the model's; nothing is raised for those here (``load_model`` and
+    ``convert`` are strict).
     """
     path, hint = resolve_source(source)
     fmt = detect_format(path)
@@ -274,7 +278,7 @@ def load_weights(source, arch=None) -> tuple[dict, TransferReport]:
     if model is not None:
         _compare(model, state, report)
         if structure:
-            onnx_format.check_structure(model, structure)
+            report.conflicts = onnx_format.check_structure(model, structure)
     preprocessing = metadata.get("preprocessing")
     if preprocessing is None and model is not None and getattr(model, "preprocessing", None) is not None:
         preprocessing = model.preprocessing.to_dict()
@@ -295,6 +299,8 @@ def load_model(source, arch=None, num_classes=None, strict: bool = True, skip=()
     missing, unexpected or mis-shaped raises :class:`ArchitectureMismatchError` listing all of it.
     """
     state, report = load_weights(source, arch=arch)
+    if report.conflicts:
+        raise onnx_format.structure_error(report.conflicts)
     if report.arch is None and not isinstance(arch, Module):
         guess = report.inferred_arch
         raise WeightsError(
@@ -364,6 +370,8 @@ def save_npz(path, model_or_state, metadata: dict | None = None, arch: str | Non
 def convert(source, out, arch=None) -> TransferReport:
     """Read any supported weight file and write it as minitl ``.npz`` (with metadata); returns the report."""
     state, report = load_weights(source, arch=arch)
+    if report.conflicts:
+        raise onnx_format.structure_error(report.conflicts)
     if report.arch is not None and (report.missing or report.mismatched):
         raise ArchitectureMismatchError(f"{source} does not fit {report.arch}:\n{report.describe()}")
     metadata = {

@@ -258,8 +258,8 @@ def _pooling_notes(graph, structure):
                 )
 
 
-def check_structure(model, structure) -> None:
-    """Raise :class:`ArchitectureMismatchError` where a conv of ``model`` has another stride/padding/kernel than the file's."""
+def check_structure(model, structure) -> list[str]:
+    """Where a conv of ``model`` has another stride/padding/kernel than the file's: one line per conv."""
     problems = []
     modules = dict(model.named_modules())
     for name, info in structure.get("convs", {}).items():
@@ -272,15 +272,19 @@ def check_structure(model, structure) -> None:
                  if own[key] is not None and tuple(own[key]) != tuple(theirs[key])]
         if diffs:
             problems.append(f"{name}: " + "; ".join(diffs))
-    if problems:
-        hint = ""
-        if any("conv1: stride" in p or ".conv1: stride" in p for p in problems):
-            hint = (" (the file puts a block's stride in its first 1x1 convolution, Caffe/Keras style: "
-                    "use an architecture built with stride_in_1x1=True, e.g. resnet50_1by2)")
-        raise ArchitectureMismatchError(
-            f"the ONNX graph's convolutions do not match the model{hint}:\n  " + "\n  ".join(problems[:12])
-            + (f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else "")
-        )
+    return problems
+
+
+def structure_error(problems) -> ArchitectureMismatchError:
+    """One error for all the conv differences, with a hint where the stride sits in the wrong conv."""
+    hint = ""
+    if any(p.split(":")[0].endswith("conv1") and "stride" in p for p in problems):
+        hint = (" (the file puts a block's stride in its first 1x1 convolution, Caffe/Keras style: "
+                "use an architecture built with stride_in_1x1=True, e.g. resnet50_1by2)")
+    return ArchitectureMismatchError(
+        f"the ONNX graph's convolutions do not match the model{hint}:\n  " + "\n  ".join(problems[:12])
+        + (f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else "")
+    )
 
 
 def _pair(value):
