@@ -305,3 +305,50 @@ def test_optimizer_to_moves_state_eagerly_and_state_dict_is_host():
     assert all(isinstance(v, fakecupy.ndarray) for s in optimizer.state.values() for v in s.values() if hasattr(v, "shape"))
     saved = optimizer.state_dict()
     assert all(isinstance(v, np.ndarray) for s in saved["state"].values() for v in s.values() if hasattr(v, "shape"))
+
+
+# ============================================================================ convolutional networks on the device
+def _conv_step_budget(model, x, y, steps=2):
+    from minitl import optim
+
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        with fakecupy.counting() as t:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        assert t.d2h == 1, f"one read (the loss) per step, got {t.log}"
+        assert t.h2d == 0, f"no host->device copies inside a step, got {t.log}"
+    return losses
+
+
+def test_small_conv_net_training_step_makes_one_synchronising_read():
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, device=DEVICE), nn.BatchNorm2d(8, device=DEVICE), nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), nn.Conv2d(8, 8, 3, groups=4, dilation=2, padding=2,
+                                                                         device=DEVICE),
+        nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4, device=DEVICE),
+    )
+    assert all(p.device == DEVICE for p in model.parameters()) and all(b.device == DEVICE for b in model.buffers())
+    x = minitl.Tensor(rng.normal(size=(4, 3, 9, 9)).astype(np.float32), device=DEVICE)
+    y = minitl.Tensor(rng.integers(0, 4, size=4), device=DEVICE)
+    losses = _conv_step_budget(model, x, y, steps=3)
+    assert losses[-1] < losses[0]
+    model.eval()  # inference: no read at all until the user asks
+    with fakecupy.counting() as t, minitl.no_grad():
+        model(x)
+    assert (t.h2d, t.d2h) == (0, 0), t.log
+
+
+def test_resnet18_training_step_makes_one_synchronising_read():
+    from minitl import models
+
+    rng = np.random.default_rng(0)
+    model = models.resnet18(num_classes=10).to(DEVICE)
+    x = minitl.Tensor(rng.normal(size=(2, 3, 32, 32)).astype(np.float32), device=DEVICE)
+    y = minitl.Tensor(rng.integers(0, 10, size=2), device=DEVICE)
+    _conv_step_budget(model, x, y, steps=1)
