@@ -352,3 +352,31 @@ def test_resnet18_training_step_makes_one_synchronising_read():
     x = minitl.Tensor(rng.normal(size=(2, 3, 32, 32)).astype(np.float32), device=DEVICE)
     y = minitl.Tensor(rng.integers(0, 10, size=2), device=DEVICE)
     _conv_step_budget(model, x, y, steps=1)
+
+
+def test_trainer_epoch_reads_once_per_step_and_copies_only_the_batch(monkeypatch, tmp_path):
+    """The transfer-learning Trainer on a device: per step one read (loss and hits together), two copies (x, y)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "train"))
+    from train_helpers import make_model, make_splits, spec_of
+
+    from minitl.train.trainer import TrainConfig, Trainer
+
+    splits, model = make_splits(n_train=24, n_test=6), make_model()
+    model.to(DEVICE)
+    config = TrainConfig(mode="scratch", epochs=1, batch_size=8, lr=0.05, prefetch=0, augment=False)
+    trainer = Trainer(model, splits, spec_of(model), config, show_progress=False, device=DEVICE)
+    counts = []
+    original = Trainer._train_epoch
+
+    def counted(self, *args, **kwargs):
+        with fakecupy.counting() as t:
+            out = original(self, *args, **kwargs)
+        counts.append((t.d2h, t.h2d))
+        return out
+
+    monkeypatch.setattr(Trainer, "_train_epoch", counted)
+    trainer.fit()
+    assert counts == [(3, 6)], counts  # 24 images / batch 8 = 3 steps

@@ -314,8 +314,12 @@ class Trainer:
         total_loss, correct, seen, out_of_time = 0.0, 0, 0, False
         for b, (x, y) in enumerate(loader):
             logits = self._logits(phase, self._tensor(x), phase.cached)
-            loss = F.cross_entropy(logits, self._tensor(y))
-            value = float(loss.item())
+            target = self._tensor(y)
+            loss = F.cross_entropy(logits, target)
+            # one device->host read per step (on a GPU each read waits for the device): loss and hits together
+            hits = (logits.data.argmax(axis=1) == target.data).sum()
+            both = logits.xp.stack([loss.data.astype(numpy.float64), hits.astype(numpy.float64)])
+            value, batch_correct = Tensor(both).numpy().tolist()
             if not math.isfinite(value):
                 bar.close()
                 raise TrainingDiverged(
@@ -325,7 +329,7 @@ class Trainer:
             loss.backward()
             optimizer.step()
             total_loss += value * len(y)
-            correct += int((logits.data.argmax(axis=1) == self._tensor(y).data).sum())
+            correct += int(batch_correct)
             seen += len(y)
             bar.update(1)
             bar.set_postfix_str(f"loss {total_loss / seen:.4f} acc {correct / seen:.3f}")
