@@ -197,14 +197,21 @@ class Tensor:
 
         order = _topological_order(self)
         grads = {id(self): grad}
-        for tensor in reversed(order):
+        handed_out = set()  # ids of arrays already stored as some leaf's .grad in this pass
+        while order:  # reverse topological order; popping lets each finished tensor be freed at once
+            tensor = order.pop()
             g = grads.pop(id(tensor), None)
             if g is None:
                 continue
             fn = tensor._ctx
             if fn is None:  # a leaf: accumulate, like PyTorch
                 if tensor.grad is None:
-                    tensor.grad = Tensor(g.copy() if g is grad else g)
+                    # a leaf owns its .grad: copy the caller's array, views (a read-only broadcast,
+                    # say) and arrays another leaf already got (Add hands the same g to both inputs)
+                    if g is grad or g.base is not None or id(g) in handed_out:
+                        g = g.copy()
+                    handed_out.add(id(g))
+                    tensor.grad = Tensor(g)
                 else:
                     tensor.grad = Tensor(tensor.grad.data + g)
                 continue

@@ -300,6 +300,21 @@ def test_gradient_of_a_tensor_used_twice_is_summed(backend):
     np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([1.0, -2.0, 3.0]) + 1)
 
 
+def test_leaf_gradients_are_owned_writable_arrays(backend):
+    """Add hands one array to both inputs and Sum a read-only broadcast view: each leaf still gets
+    its own writable .grad (in-place gradient clipping must not touch another parameter)."""
+    a, b = tensor(np.ones(3), requires_grad=True), tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()
+    assert a.grad.data is not b.grad.data
+    a.grad.data *= 2.0
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0, 1.0])
+    upstream = np.array([1.0, 2.0, 3.0])
+    c = tensor(np.zeros(3), requires_grad=True)
+    c.backward(upstream)
+    c.grad.data += 1.0
+    np.testing.assert_array_equal(upstream, [1.0, 2.0, 3.0]), "the caller's gradient array is not modified"
+
+
 @with_backend
 @given(data=st.data())
 def test_composite_expression_gradcheck(backend, data):
