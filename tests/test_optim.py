@@ -172,6 +172,25 @@ def test_step_makes_no_host_device_transfer():
             assert (t.h2d, t.d2h) == (0, 0), t.log
 
 
+def test_optimizer_state_moves_with_the_model():
+    import fakecupy
+
+    minitl.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    x = minitl.Tensor(np.ones((4, 3), dtype=np.float32))
+    model(x).sum().backward()
+    opt.step()
+    model.to("fakecuda")
+    opt.to("fakecuda")
+    assert all(isinstance(v, fakecupy.ndarray) for s in opt.state.values() for v in s.values() if hasattr(v, "shape"))
+    opt.zero_grad()
+    model(x.to("fakecuda")).sum().backward()
+    opt.step()  # device parameters, device state: no mixing error
+    state = opt.state_dict()["state"]
+    assert all(type(v) is np.ndarray for s in state.values() for v in s.values() if hasattr(v, "shape"))
+
+
 def test_step_works_on_a_read_only_broadcast_gradient():
     """x.sum().backward() may leave a broadcast (read-only) view as .grad: the optimizer must not write into it."""
     w = minitl.Tensor(np.ones((2, 3)), requires_grad=True)
