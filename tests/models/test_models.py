@@ -71,12 +71,12 @@ def test_cifar_stem_and_headless():
     model = models.resnet18(num_classes=None, cifar_stem=True)
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
     assert isinstance(model.maxpool, nn.Identity) and isinstance(model.fc, nn.Identity)
-    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     model.eval()
     with minitl.no_grad():
-        maps = model.extract(minitl.Tensor(x), ["layer1", "layer4"])
-    assert maps["layer1"].shape == (2, 64, 32, 32) and maps["layer4"].shape == (2, 512, 4, 4)
-    assert _run(model, x).shape == (2, 512)
+        maps = model.extract(minitl.Tensor(x), ["layer1", "layer4", "fc"])
+    assert maps["layer1"].shape == (1, 64, 16, 16) and maps["layer4"].shape == (1, 512, 2, 2)
+    assert maps["fc"].shape == (1, 512)  # no head: the pooled features
 
 
 def test_extract_and_forward_features_agree_with_forward():
@@ -192,3 +192,21 @@ def test_preprocessing_formulas():
     assert models.Preprocessing.from_dict(models.KERAS_CAFFE.to_dict()) == models.KERAS_CAFFE
     with pytest.raises(ValueError, match="expects RGB images"):
         models.TORCHVISION_IMAGENET.normalize(np.zeros((2, 3, 8, 8)))
+
+
+def test_a_loaded_resnet_runs_on_every_backend(backend, tmp_path):
+    """The same model and weights on each array backend (NumPy, the CuPy stand-in, CuPy on a GPU)."""
+    from minitl.transfer import load_model, save_npz
+
+    with minitl.backend.using("numpy"):
+        source = _randomize(_small(), seed=4).eval()
+        x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+        expected = _run(source, x)
+        path = save_npz(tmp_path / "small.npz", source)
+    model, _ = load_model(path, arch=_small())
+    device = minitl.backend.get_backend(backend).device
+    model.to(device)
+    with minitl.no_grad():
+        out = model.extract(minitl.Tensor(x, device=device), ["layer2", "fc"])
+    assert out["fc"].device == device
+    np.testing.assert_allclose(out["fc"].numpy(), expected, rtol=1e-4, atol=1e-5)

@@ -46,11 +46,11 @@ def test_keras_resnet50_saved_to_h5_matches_keras(tmp_path):
     sys.path.insert(0, FIXTURES)
     from make_fixtures import randomize_keras
 
-    reference = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
+    reference = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3))
     randomize_keras(reference, seed=7)
     path = tmp_path / "resnet50.h5"
     reference.save(path)
-    x = np.random.default_rng(0).uniform(-120, 130, (2, 64, 64, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-120, 130, (2, 32, 32, 3)).astype(np.float32)
     expected = keras.ops.convert_to_numpy(reference(x, training=False))
 
     model, report = load_model(path, arch="keras_resnet50")

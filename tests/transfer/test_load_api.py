@@ -153,3 +153,26 @@ def test_onnx_strides_guard_against_the_wrong_block_layout():
     wrong = models.ResNet(**{**models.resnet.RESNET50_1BY2, "stride_in_1x1": False, "num_classes": 2})
     with pytest.raises(ArchitectureMismatchError, match="stride_in_1x1=True"):
         load_model("opennsfw", arch=wrong)
+
+
+@pytest.mark.parametrize("name", ["mini_resnet.pth", "mini_resnet_legacy.pth"])
+def test_torch_saved_fixture_reproduces_pytorch_logits_without_torch(name):
+    """Files written by the real torch.save (tests/fixtures/make_fixtures.py); no torch needed to check them."""
+    import os
+
+    fixtures = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
+    expected = np.load(os.path.join(fixtures, "mini_resnet_expected.npz"))
+    model, report = load_model(os.path.join(fixtures, name), arch=_small_resnet())
+    assert report.ok and report.format == "pytorch"
+    got = _forward(model, expected["input"])
+    assert np.max(np.abs(got - expected["logits"])) <= 1e-4 * np.max(np.abs(expected["logits"]))
+
+
+def test_safetensors_file_loads_into_the_model(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    source = _randomize(_small_resnet(), 6)
+    safetensors_numpy.save_file(dict(source.state_dict()), str(tmp_path / "small.safetensors"))
+    model, report = load_model(tmp_path / "small.safetensors", arch=_small_resnet())
+    assert report.ok and report.format == "safetensors"
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(_forward(model, x), _forward(source, x))
