@@ -47,7 +47,6 @@ def test_opennsfw_graph_maps_onto_resnet50_1by2():
     assert sorted(r[0] for r in rows) == sorted(weights)
 
 
-torch = None
 
 
 def _torch():
