@@ -91,6 +91,9 @@ def counting():
 
 
 def _record(name: str, kwargs=()) -> None:
+    keys = USED.get(name)
+    if keys is not None and (not kwargs or keys.issuperset(kwargs)):
+        return  # seen (and checked) before: the common, fast case
     with _lock:
         keys = USED.setdefault(name, set())
         new = [k for k in kwargs if k not in keys]
@@ -235,8 +238,16 @@ def _refuse_host(value, where: str):
     )
 
 
+_PLAIN = (int, float, bool, type(None), slice, str, type(Ellipsis), _np.dtype, type)
+
+
 def _dev(value, where: str):
     """A device array's NumPy payload; scalars pass; host arrays are refused."""
+    kind = type(value)
+    if kind is ndarray:
+        return value._a
+    if kind in _PLAIN:
+        return value
     if isinstance(value, ndarray):
         return value._a
     if isinstance(value, _np.ndarray):
@@ -250,8 +261,13 @@ def _dev(value, where: str):
 
 def _index(index, where: str):
     """Unwrap an index: device arrays, ints, slices, None, Ellipsis; host arrays and lists refused."""
-    if isinstance(index, tuple):
-        return tuple(_index(i, where) for i in index)
+    kind = type(index)
+    if kind in _PLAIN:
+        return index
+    if kind is ndarray:
+        return index._a
+    if kind is tuple:
+        return tuple(i if type(i) in _PLAIN else _index(i, where) for i in index)
     if isinstance(index, ndarray):
         return index._a
     if isinstance(index, (_np.ndarray, list)):
@@ -264,6 +280,10 @@ def _index(index, where: str):
 
 def _wrap(value):
     """NumPy results -> device arrays (scalars from reductions become 0-d device arrays)."""
+    if type(value) is _np.ndarray:
+        out = object.__new__(ndarray)
+        out._a = value
+        return out
     if isinstance(value, _np.ndarray):
         return ndarray._from(value)
     if isinstance(value, _np.generic):
