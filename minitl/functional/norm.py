@@ -26,30 +26,61 @@ from ..tensor import Function, Tensor
 from .conv import channels_last
 
 
-def _channel_view(x):
-    """x as a view with the channel axis contiguous where possible: (rows, C) with axes (0,), else (N, C, S) with axes (0, 2)."""
-    if x.ndim == 2:
-        return x, (0,)
-    if x.ndim == 4 and channels_last(x):
-        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]), (0,)
-    return x.reshape(x.shape[0], x.shape[1], -1), (0, 2)
+class _ChannelLayout:
+    """How to see an (N, C, ...) array so per-channel work runs in long contiguous inner loops.
 
+    * NHWC memory (conv2d's output) -> rows (N·H, W·C): channel of column j is j mod C, so a
+      per-channel vector is tiled W times (an inner loop of W·C elements, not C);
+    * (N, C) -> itself;  otherwise -> (N, C, S) with per-channel vectors shaped (C, 1).
+    """
 
-def _from_view(y, x_shape, nhwc: bool):
-    if nhwc:
-        N, C, H, W = x_shape
-        return y.reshape(N, H, W, C).transpose(0, 3, 1, 2)
-    return y.reshape(x_shape)
+    def __init__(self, x):
+        self.shape = x.shape
+        self.C = x.shape[1]
+        self.nhwc = x.ndim == 4 and channels_last(x)
+        if self.nhwc:
+            N, C, H, W = x.shape
+            self.rows, self.reps = (N * H, W * C), W
+        elif x.ndim == 2:
+            self.rows, self.reps = x.shape, 1
+        else:
+            self.rows = None
+        self.n = (x.size // self.C) if self.C else 0
 
+    def view(self, a):
+        """``a`` (same NCHW shape as x, any memory layout) in this layout (a copy only if its memory differs)."""
+        if self.nhwc:
+            return a.transpose(0, 2, 3, 1).reshape(self.rows)
+        if self.rows is not None:
+            return a
+        return a.reshape(a.shape[0], a.shape[1], -1)
 
-def _per_channel(v, axes):
-    """A (C,) vector shaped to broadcast against the channel view."""
-    return v if axes == (0,) else v[:, None]
+    def unview(self, v):
+        if self.nhwc:
+            N, C, H, W = self.shape
+            return v.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+        return v.reshape(self.shape)
 
+    def expand(self, xp, vector):
+        """A (C,) vector shaped to broadcast against the view."""
+        if self.rows is not None:
+            return xp.tile(vector, self.reps) if self.reps > 1 else vector
+        return vector[:, None]
 
-def _sum_product(xp, a, b, axes):
-    """Σ a·b over ``axes`` without a temporary of a's size."""
-    return xp.einsum("ij,ij->j", a, b) if axes == (0,) else xp.einsum("ijk,ijk->j", a, b)
+    def _fold(self, v):
+        return v.reshape(self.reps, self.C).sum(axis=0) if self.reps > 1 else v
+
+    def sum(self, v):
+        """Σ over everything but the channel: a (C,) vector."""
+        if self.rows is not None:
+            return self._fold(v.sum(axis=0))
+        return v.sum(axis=(0, 2))
+
+    def sum_product(self, xp, a, b):
+        """Σ a·b per channel, without a temporary of a's size."""
+        if self.rows is not None:
+            return self._fold(xp.einsum("ij,ij->j", a, b))
+        return xp.einsum("ijk,ijk->j", a, b)
 
 
 class BatchNorm(Function):
@@ -57,80 +88,67 @@ class BatchNorm(Function):
 
     def forward(self, x, weight=None, bias=None, *, running_mean, running_var, training, momentum, eps):
         xp = backend.get_array_module(x)
-        self.x_shape, self.training = x.shape, training
-        self.nhwc = x.ndim == 4 and channels_last(x)
-        xv, axes = _channel_view(x)
-        self.axes = axes
-        C = x.shape[1]
-        n = xv.size // C
-        self.n = n
+        layout = _ChannelLayout(x)
+        self.layout, self.training = layout, training
+        xv = layout.view(x)
+        n = layout.n
         if training:
-            mean = xv.mean(axis=axes)
-            xc = xv - _per_channel(mean, axes)
-            var = _sum_product(xp, xc, xc, axes) / n
+            mean = layout.sum(xv) / n
+            xc = xv - layout.expand(xp, mean)  # x − μ, kept for backward
+            var = layout.sum_product(xp, xc, xc) / n  # biased batch variance
             invstd = 1 / xp.sqrt(var + eps)
-            xc *= _per_channel(invstd, axes)  # x̂, in place
-            x_hat = xc
             if running_mean is not None:
                 running_mean *= 1 - momentum
                 running_mean += (momentum * mean).astype(running_mean.dtype)
             if running_var is not None:
                 running_var *= 1 - momentum
                 running_var += (momentum * n / (n - 1) * var).astype(running_var.dtype)
-            if weight is None:
-                y = x_hat.copy() if bias is None else x_hat + _per_channel(bias, axes)
-            else:
-                y = x_hat * _per_channel(weight, axes)
-                if bias is not None:
-                    y += _per_channel(bias, axes)
-            self.x_hat = x_hat if any(self.needs_input_grad) else None
+            scale = invstd if weight is None else weight * invstd
+            y = xc * layout.expand(xp, scale)  # γ x̂
+            self.xc = xc if any(self.needs_input_grad) else None
         else:
             mean = running_mean.astype(x.dtype)
             invstd = 1 / xp.sqrt(running_var.astype(x.dtype) + eps)
             scale = invstd if weight is None else weight * invstd
-            y = xv * _per_channel(scale, axes)
-            shift = -mean * scale
-            if bias is not None:
-                shift = shift + bias
-            y += _per_channel(shift, axes)
+            y = xv * layout.expand(xp, scale)
+            bias = -mean * scale if bias is None else bias - mean * scale  # y = γ/σ · x + (β − γμ/σ)
             self.mean = mean
             # x̂ is only needed for dJ/dγ: keep x itself (no copy) instead
             self.xv = xv if len(self.needs_input_grad) > 1 and self.needs_input_grad[1] else None
-        self.invstd = invstd
-        self.weight = weight
-        return _from_view(y, x.shape, self.nhwc)
+        if bias is not None:
+            y += layout.expand(xp, bias)
+        self.invstd, self.scale = invstd, scale
+        return layout.unview(y)
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        axes, n = self.axes, self.n
+        layout = self.layout
+        n = layout.n
         needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
-        # g in the same view as x (whatever g's own memory layout)
-        if self.nhwc:
-            gv = g.transpose(0, 2, 3, 1).reshape(-1, g.shape[1])
-        else:
-            gv = g if g.ndim == 2 else g.reshape(g.shape[0], g.shape[1], -1)
+        gv = layout.view(g)  # g seen like x, whatever g's own memory layout
         grad_x = grad_w = grad_b = None
-        scale = self.invstd if self.weight is None else self.weight * self.invstd
+        sum_g = sum_gxhat = None
         if self.training:
-            x_hat = self.x_hat
-            sum_g = gv.sum(axis=axes)
-            sum_gx = _sum_product(xp, gv, x_hat, axes)
-            if needs[0]:  # γ/σ · (g − mean(g) − x̂ · mean(g·x̂))
-                grad = x_hat * _per_channel(-sum_gx / n, axes)
-                grad += gv
-                grad -= _per_channel(sum_g / n, axes)
-                grad *= _per_channel(scale, axes)
-                grad_x = _from_view(grad, self.x_shape, self.nhwc)
-        else:
-            sum_g = gv.sum(axis=axes) if (needs[1] or needs[2]) else None
-            if needs[1]:  # Σ g·x̂ = (Σ g·x − μ Σ g) / σ
-                sum_gx = (_sum_product(xp, gv, self.xv, axes) - self.mean * sum_g) * self.invstd
+            # dJ/dx = γ/σ · (g − (1/n) Σ g − x̂ · (1/n) Σ g·x̂)  with x̂ = (x − μ)/σ
+            sum_g = layout.sum(gv)
+            sum_gxhat = layout.sum_product(xp, gv, self.xc) * self.invstd
             if needs[0]:
-                grad_x = _from_view(gv * _per_channel(scale, axes), self.x_shape, self.nhwc)
+                grad = gv * layout.expand(xp, self.scale)
+                grad += self.xc * layout.expand(xp, -self.scale * self.invstd * sum_gxhat / n)
+                grad += layout.expand(xp, -self.scale * sum_g / n)
+                grad_x = layout.unview(grad)
+        else:
+            # dJ/dx = γ/σ · g   (μ, σ are constants in eval mode)
+            if needs[1] or needs[2]:
+                sum_g = layout.sum(gv)
+            if needs[1]:  # Σ g·x̂ = (Σ g·x − μ Σ g) / σ
+                sum_gxhat = (layout.sum_product(xp, gv, self.xv) - self.mean * sum_g) * self.invstd
+            if needs[0]:
+                grad_x = layout.unview(gv * layout.expand(xp, self.scale))
         if needs[1]:
-            grad_w = sum_gx
+            grad_w = sum_gxhat  # dJ/dγ = Σ g·x̂
         if needs[2]:
-            grad_b = sum_g
+            grad_b = sum_g  # dJ/dβ = Σ g
         return grad_x, grad_w, grad_b
 
 

@@ -59,6 +59,14 @@ def _tap_views(x, out_shape, kernel, stride, padding):
             yield view, (slice(None), slice(None), slice(lo_h, hi_h), slice(lo_w, hi_w))
 
 
+def _covering_tap(taps, out_shape):
+    """Index of a tap whose view covers every output (so it can start the result), or None."""
+    for k, (_, sl) in enumerate(taps):
+        if (sl[2].start, sl[2].stop, sl[3].start, sl[3].stop) == (0, out_shape[0], 0, out_shape[1]):
+            return k
+    return None
+
+
 def _empty_in_layout(xp, shape, dtype, nhwc: bool, fill=None):
     """An (N, C, Ho, Wo) array, in NHWC memory when ``nhwc`` (the layout of the input it comes from)."""
     N, C, Ho, Wo = shape
@@ -102,8 +110,13 @@ class MaxPool2d(Function):
     def forward(self, x, *, kernel, stride, padding, out_shape):
         xp = backend.get_array_module(x)
         self.nhwc = channels_last(x)
-        y = _empty_in_layout(xp, x.shape[:2] + out_shape, x.dtype, self.nhwc, fill=-xp.inf)
-        for view, sl in _tap_views(x, out_shape, kernel, stride, padding):
+        taps = list(_tap_views(x, out_shape, kernel, stride, padding))
+        first = _covering_tap(taps, out_shape)
+        y = _empty_in_layout(xp, x.shape[:2] + out_shape, x.dtype, self.nhwc,
+                             fill=-xp.inf if first is None else None)
+        if first is not None:  # a tap every window sees: start from it instead of −∞
+            y[...] = taps.pop(first)[0]
+        for view, sl in taps:
             target = y[sl]
             xp.maximum(target, view, out=target)
         self.x, self.y = x, y
@@ -156,8 +169,12 @@ class AvgPool2d(Function):
         xp = backend.get_array_module(x)
         H, W = x.shape[2:]
         self.nhwc = channels_last(x)
-        y = _empty_in_layout(xp, x.shape[:2] + out_shape, x.dtype, self.nhwc, fill=0)
-        for view, sl in _tap_views(x, out_shape, kernel, stride, padding):
+        taps = list(_tap_views(x, out_shape, kernel, stride, padding))
+        first = _covering_tap(taps, out_shape)
+        y = _empty_in_layout(xp, x.shape[:2] + out_shape, x.dtype, self.nhwc, fill=0 if first is None else None)
+        if first is not None:
+            y[...] = taps.pop(first)[0]
+        for view, sl in taps:
             target = y[sl]
             target += view
         rows = _avg_divisor(xp, H, out_shape[0], kernel[0], stride[0], padding[0], count_include_pad, x.dtype)

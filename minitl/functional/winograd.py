@@ -28,14 +28,15 @@ def worth_it(C: int, O: int, Ho: int, Wo: int) -> bool:
 
 
 def kernel_transform(xp, w):
-    """U = G g Gᵀ for every (o, c): w (O, C, 3, 3) -> U (16, C, O), U[4a + b] = (G g Gᵀ)[a, b]."""
-    def rows(t):  # G applied along axis 2: 3 rows -> 4
-        r0, r1, r2 = t[:, :, 0], t[:, :, 1], t[:, :, 2]
-        return xp.stack([r0, (r0 + r1 + r2) * 0.5, (r0 - r1 + r2) * 0.5, r2], axis=2)
+    """U = G g Gᵀ for every (o, c): w (O, C, 3, 3) -> U (16, C, O), U[4a + b] = (G g Gᵀ)[a, b].
 
-    t = rows(w)  # (O, C, 4, 3)
-    t = rows(t.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # (O, C, 4, 4)
-    return xp.ascontiguousarray(t.transpose(2, 3, 1, 0)).reshape(16, w.shape[1], w.shape[0])
+    As one GEMM: vec(G g Gᵀ) = (G ⊗ G) · vec(g), with (G ⊗ G) (16, 9) applied to all O·C kernels.
+    """
+    O, C = w.shape[:2]
+    e = xp.eye(3, dtype=w.dtype)
+    G = xp.stack([e[0], (e[0] + e[1] + e[2]) * 0.5, (e[0] - e[1] + e[2]) * 0.5, e[2]])  # (4, 3), built on the device
+    kernels = w.transpose(2, 3, 1, 0).reshape(9, C * O)  # row 3i + j holds g[i, j] of every (c, o)
+    return xp.matmul(xp.kron(G, G), kernels).reshape(16, C, O)
 
 
 def input_transform(xp, xpad, th: int, tw: int, t, v):
