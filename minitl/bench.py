@@ -509,6 +509,8 @@ def summarise(config, cases, records, infos, out_dir, rounds_done, gpu_skipped) 
                 }
             elif got:
                 row[name] = {k: got[0][k] for k in ("skipped", "error") if k in got[0]}
+            elif device in records and rounds_done:
+                row[name] = {"skipped": "not reached: the time limit stopped the worker first"}
         t_cpu = row.get("numpy", {}).get("median_s")
         t_gpu = row.get("cupy", {}).get("median_s")
         row["speedup"] = t_cpu / t_gpu if t_cpu and t_gpu else None
