@@ -69,8 +69,14 @@ def get_backend(name_or_device: str | None = None) -> Backend:
     if name_or_device is None:
         return _current
     key = str(name_or_device)
+    base, _, index = key.partition(":")
+    if index and index != "0":
+        raise ValueError(
+            f"device {key!r}: minitl computes on one device of each kind ({base} or {base}:0); "
+            "choose the GPU with CUDA_VISIBLE_DEVICES"
+        )
     if key not in _BACKENDS:
-        key = _DEVICE_TO_BACKEND.get(key.split(":")[0], key)
+        key = _DEVICE_TO_BACKEND.get(base, key)
     if key not in _BACKENDS and key.split(":")[0] in ("cupy", "cuda", "gpu"):
         return _cupy_backend(name_or_device)
     if key not in _BACKENDS:

@@ -57,6 +57,9 @@ def test_cuda_error_is_reported_by_the_cli_as_one_line(capsys):
 def test_unknown_device_names_the_choices():
     with pytest.raises(ValueError, match="unknown backend or device 'tpu'"):
         minitl.Tensor([1.0], device="tpu")
+    with pytest.raises(ValueError, match="one device of each kind.*CUDA_VISIBLE_DEVICES"):
+        minitl.Tensor([1.0], device="cuda:1")
+    assert minitl.Tensor([1.0], device="fakecuda:0").device == DEVICE
 
 
 def test_use_and_using_select_where_new_tensors_live():
