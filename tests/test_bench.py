@@ -42,7 +42,12 @@ def test_gpu_wins_from_the_smallest_batch_after_which_it_always_wins(points, exp
 
 def test_device_code_path_of_the_harness_on_the_stand_in(tmp_path):
     """measure() on a device backend (the stand-in here; CuPy on a GPU): same outputs as NumPy, diffs computed."""
-    for case in (bench.Case("matmul", 3, {"n": 8}), bench.Case("copy.h2d", 2, {"c": 3, "hw": 4})):
+    cases = [bench.Case("matmul", 3, {"n": 8}), bench.Case("copy.h2d", 2, {"c": 3, "hw": 4}),
+             bench.Case("copy.d2h", 2, {"c": 3, "hw": 4})]
+    cases += [bench.Case(f"{op}.{kind}", 2, {"c": 4, "hw": 6}) for op in ("conv2d", "max_pool2d", "batch_norm")
+              for kind in ("fwd", "bwd")]
+    cases += [bench.Case(f"resnet18.{kind}", 2, {"hw": 32}) for kind in ("train", "fwd")]
+    for case in cases:
         for device, folder in (("cpu", "cpu"), ("fakecuda", "cuda")):
             (tmp_path / folder).mkdir(exist_ok=True)
             try:
@@ -51,8 +56,10 @@ def test_device_code_path_of_the_harness_on_the_stand_in(tmp_path):
                 assert device == "cpu" and "no copy" in str(why)
                 continue
             assert record["median_s"] > 0 and record["first_call_s"] > 0 and len(record["times_s"]) >= 1
-    abs_diff, rel_diff = bench._max_diffs(tmp_path, "matmul@3")
-    assert abs_diff == 0.0 and rel_diff == 0.0  # the stand-in computes with NumPy: bit-identical
+    for case in cases:
+        if not case.op.startswith("copy."):
+            abs_diff, rel_diff = bench._max_diffs(tmp_path, case.id)
+            assert abs_diff == 0.0 and rel_diff == 0.0, case  # the stand-in computes with NumPy: bit-identical
     assert bench._max_diffs(tmp_path, "copy.h2d@2") == (None, None)
     assert backend.get_backend().name == "numpy", "measure() restores the backend"
 
