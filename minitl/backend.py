@@ -168,11 +168,15 @@ def axpy(alpha: float, x, y) -> None:
     if (isinstance(y, numpy.ndarray) and isinstance(x, numpy.ndarray) and x.dtype == y.dtype
             and y.dtype in (numpy.float32, numpy.float64) and x.shape == y.shape
             and x.flags.c_contiguous and y.flags.c_contiguous and y.flags.writeable and y.size):
-        from scipy.linalg import blas  # noqa: PLC0415
-
-        (blas.saxpy if y.dtype == numpy.float32 else blas.daxpy)(x.reshape(-1), y.reshape(-1), a=alpha)
+        global _blas
+        if _blas is None:
+            from scipy.linalg import blas as _blas  # noqa: PLC0415 (imported on the first update only)
+        (_blas.saxpy if y.dtype == numpy.float32 else _blas.daxpy)(x.reshape(-1), y.reshape(-1), a=alpha)
     else:
         y += alpha * x
+
+
+_blas = None
 
 
 def scatter_add(xp: ModuleType, target, index, values) -> None:
