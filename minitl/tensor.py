@@ -449,6 +449,9 @@ class Function:
 
 def _to_tensors(inputs):
     """Wrap non-tensor inputs (Python numbers, arrays) with the dtype/device of the tensors."""
+    array_types = {type(x.data) for x in inputs if isinstance(x, Tensor)}
+    if len(array_types) == 1 and all(isinstance(x, Tensor) or x is None for x in inputs):
+        return inputs  # the common case: tensors only, one array type, hence one device
     reference = next((x for x in inputs if isinstance(x, Tensor)), None)
     if reference is not None:
         for x in inputs:
