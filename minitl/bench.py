@@ -526,6 +526,7 @@ def summarise(config, cases, records, infos, out_dir, rounds_done, gpu_skipped) 
             "minitl": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
             "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_average_at_end": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
             "preset": config.preset, "rounds_asked": config.rounds, "rounds_done": rounds_done,
             "dtype": "float32", "workers": infos, "gpu": backend.gpu_status(), "gpu_skipped": gpu_skipped,
             "method": "each backend in its own process, alternated per round; median over rounds of per-round "
@@ -596,6 +597,9 @@ def format_table(result: dict) -> str:
     text += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in lines]
     meta = result["meta"]
     notes = [f"rounds: {meta['rounds_done']} of {meta['rounds_asked']} asked; float32; {meta['method']}"]
+    if meta.get("load_average_at_end"):
+        notes.append(f"machine: {meta['cpu_count']} CPUs, load average at the end {meta['load_average_at_end']} "
+                     "(other work running distorts the CPU times)")
     if meta.get("gpu_skipped"):
         notes.append(f"GPU side skipped: {meta['gpu_skipped']}")
     else:
