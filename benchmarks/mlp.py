@@ -9,7 +9,8 @@ Method (learned the hard way here): OpenBLAS worker threads keep spinning ~50-10
 each call and slow whatever runs next, so the two frameworks never share a process.  Each
 (round, batch, framework) is a fresh worker process; the frameworks alternate A B A B ...
 (the order flips every round), and the figure is the median over >= 5 rounds of each
-worker's samples/s.  The ratio minitl/torch is computed from those medians.
+worker's samples/s.  The ratio minitl/torch is computed from those medians; the median of the
+per-round ratios (each pair measured back to back) is reported beside it.
 
     python benchmarks/mlp.py                      # 5 rounds, writes benchmarks/results/mlp.json
     python benchmarks/mlp.py --rounds 7 --batches 128
@@ -125,6 +126,7 @@ def worker(framework: str, batch: int, seconds: float, warmup: int) -> dict:
     except ImportError:
         pools = "threadpoolctl not installed"
     return {"framework": framework, "batch": batch, "steps": n, "seconds": elapsed, "cpu_seconds": cpu,
+            "load_average_1min": os.getloadavg()[0],
             "samples_per_s": n * batch / elapsed, "ms_per_step": 1e3 * elapsed / n, "final_loss": final,
             "threadpools": pools, **info}
 
@@ -177,13 +179,17 @@ def main(argv=None) -> int:
     for batch in args.batches:
         m = statistics.median(x["samples_per_s"] for x in runs[batch]["minitl"])
         t = statistics.median(x["samples_per_s"] for x in runs[batch]["torch"])
+        paired = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs[batch]["minitl"], runs[batch]["torch"])]
         table.append({"batch": batch, "minitl_samples_per_s": m, "torch_samples_per_s": t, "ratio_minitl_over_torch": m / t,
+                      "paired_ratio_median": statistics.median(paired), "paired_ratios": paired,
                       "minitl_runs": [x["samples_per_s"] for x in runs[batch]["minitl"]],
                       "torch_runs": [x["samples_per_s"] for x in runs[batch]["torch"]],
                       "minitl_cpu_ms_per_step_median": statistics.median(1e3 * x["cpu_seconds"] / x["steps"]
                                                                          for x in runs[batch]["minitl"]),
                       "torch_cpu_ms_per_step_median": statistics.median(1e3 * x["cpu_seconds"] / x["steps"]
-                                                                        for x in runs[batch]["torch"])})
+                                                                        for x in runs[batch]["torch"]),
+                      "load_average_1min_during_runs": [x["load_average_1min"] for fw in ("minitl", "torch")
+                                                        for x in runs[batch][fw]]})
     first_m, first_t = runs[args.batches[0]]["minitl"][0], runs[args.batches[0]]["torch"][0]
     report = {
         "benchmark": "MLP training throughput, samples/s (higher is better)",
@@ -199,14 +205,16 @@ def main(argv=None) -> int:
         "torch_env": {k: first_t[k] for k in ("torch", "torch_threads", "torch_blas", "torch_mkldnn", "threadpools")},
         "unset_for_workers": [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ],
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "note": "the machine is shared (2 cores): see load_average_1min_during_runs; a load above ~2 means other "
+                "jobs competed for the cores during the measurement",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print()
-    print(f"{'batch':>6} {'minitl':>12} {'torch':>12} {'minitl/torch':>13}")
+    print(f"{'batch':>6} {'minitl':>12} {'torch':>12} {'minitl/torch':>13} {'paired median':>14}")
     for row in table:
         print(f"{row['batch']:>6} {row['minitl_samples_per_s']:>12.0f} {row['torch_samples_per_s']:>12.0f} "
-              f"{row['ratio_minitl_over_torch']:>12.2f}x")
+              f"{row['ratio_minitl_over_torch']:>12.2f}x {row['paired_ratio_median']:>13.2f}x")
     print(f"written to {args.output}")
     return 0
 
