@@ -49,7 +49,7 @@ def _config(args, mode):
         mode=mode, epochs=args.epochs, finetune_epochs=args.finetune_epochs, unfreeze=args.unfreeze,
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr, finetune_lr=args.finetune_lr,
         momentum=args.momentum, nesterov=not args.no_nesterov, decay=args.decay, weight_decay=args.weight_decay,
-        augment=args.augment, crop_padding=args.crop_padding, seed=args.seed, time_budget=args.time_budget,
+        flip=not args.no_flip, augment=args.augment, crop_padding=args.crop_padding, seed=args.seed, time_budget=args.time_budget,
         cache=not args.no_cache, prefetch=args.prefetch,
     )
 
@@ -182,6 +182,9 @@ def _training_arguments(parser):
     parser.add_argument("--decay", type=float, default=1e-6, help="time-based decay: lr / (1 + decay·step) (default 1e-6)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default 0)")
     parser.add_argument("--hidden", type=int, default=512, help="width of the head's hidden Dense layer (default 512)")
+    parser.add_argument("--no-flip", action="store_true",
+                        help="no horizontal mirroring (by default the feature cache holds every training image and "
+                             "its mirror, and image-based training flips at random)")
     parser.add_argument("--augment", action="store_true",
                         help="random flip, shear 0.2, zoom 0.2 every epoch (images through the frozen backbone "
                              "every epoch instead of cached features: slower)")

@@ -13,7 +13,7 @@
 Nothing here knows about tensors: batches are arrays, turned into Tensors by the trainer.
 """
 from .datasets import (
-    ArrayDataset, Dataset, Subset, load_npz_dataset, random_subset, stratified_indices, stratified_subset,
+    ArrayDataset, Dataset, MirroredDataset, Subset, load_npz_dataset, random_subset, stratified_indices, stratified_subset,
     train_val_split,
 )
 from .fashion_mnist import FASHION_MNIST_CLASSES, find_fashion_mnist, load_fashion_mnist
@@ -26,7 +26,7 @@ from .transforms import (
 )
 
 __all__ = [
-    "Dataset", "ArrayDataset", "Subset", "load_npz_dataset", "random_subset", "stratified_indices",
+    "Dataset", "ArrayDataset", "MirroredDataset", "Subset", "load_npz_dataset", "random_subset", "stratified_indices",
     "stratified_subset", "train_val_split", "FASHION_MNIST_CLASSES", "find_fashion_mnist", "load_fashion_mnist",
     "IDXError", "read_idx", "write_idx", "DataLoader", "DataSplits", "open_data", "Compose", "ImagePipeline",
     "Normalize", "PreprocessSpec", "RandomCrop", "RandomHorizontalFlip", "RandomShear", "RandomZoom", "Rescale",

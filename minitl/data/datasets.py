@@ -139,6 +139,40 @@ class Subset(Dataset):
         return h.hexdigest()
 
 
+class MirroredDataset(Dataset):
+    """Every sample of ``dataset`` and then its left-right mirror: 2N samples, i and i + N alike but
+    flipped (the horizontal-flip augmentation made once, for caches of features)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.classes = dataset, dataset.classes
+        self.in_memory = getattr(dataset, "in_memory", False)
+        self.name = f"{getattr(dataset, 'name', 'dataset')}+mirrored"
+
+    def __len__(self) -> int:
+        return 2 * len(self.dataset)
+
+    def __getitem__(self, index):
+        n = len(self.dataset)
+        image, label = self.dataset[index % n]
+        return (numpy.ascontiguousarray(image[:, ::-1]) if index >= n else image), label
+
+    @property
+    def targets(self) -> numpy.ndarray:
+        return numpy.concatenate([self.dataset.targets, self.dataset.targets])
+
+    def get_batch(self, indices):
+        indices = numpy.asarray(indices, dtype=numpy.int64)
+        n = len(self.dataset)
+        images, labels = self.dataset.get_batch(indices % n)
+        images = images.copy()
+        flip = indices >= n
+        images[flip] = images[flip][:, :, ::-1]
+        return images, labels
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256((self.dataset.fingerprint() + "+mirrored").encode()).hexdigest()
+
+
 def stratified_indices(targets, per_class: int | None = None, fraction: float | None = None, seed: int = 0):
     """Indices choosing ``per_class`` samples of every class (or ``fraction`` of each), at random
     under ``seed``; returned sorted.  Raises if a class has fewer samples than asked."""

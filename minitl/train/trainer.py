@@ -33,7 +33,8 @@ from .. import functional as F
 from .. import random as mt_random
 from ..data.datasets import stratified_subset
 from ..data.loader import DataLoader
-from ..data.transforms import ImagePipeline, augmentation
+from ..data.datasets import MirroredDataset, stratified_indices
+from ..data.transforms import Compose, ImagePipeline, RandomHorizontalFlip, augmentation
 from ..optim import SGD
 from ..tensor import Tensor, no_grad
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
@@ -72,6 +73,8 @@ class TrainConfig:
     nesterov: bool = True
     decay: float = 1e-6
     weight_decay: float = 0.0
+    flip: bool = True  # mirror images: cached phases store every training image and its mirror,
+    #                    image phases flip at random (the recipe's horizontal flip, kept when caching)
     augment: bool = False  # recipe augmentation (flip, shear 0.2, zoom 0.2): images every epoch, no cache
     shear: float = 0.2
     zoom: float = 0.2
@@ -148,13 +151,19 @@ class Trainer:
         self.log = log or (lambda message: None)
         self._weights_id = weights_id
         self.plain = ImagePipeline(spec)
-        self.augmented = ImagePipeline(spec, augmentation(config.hflip, config.shear, config.zoom,
-                                                          config.crop_padding)) if config.augment else self.plain
+        if config.augment:
+            train_augment = augmentation(config.hflip, config.shear, config.zoom, config.crop_padding)
+        elif config.flip:
+            train_augment = Compose([RandomHorizontalFlip(0.5)])
+        else:
+            train_augment = None
+        self.augmented = ImagePipeline(spec, train_augment) if train_augment is not None else self.plain
         self._features: dict = {}  # (split, cut) -> FeatureDataset
         self.cache_report: dict = {}
         self.extract_seconds = 0.0
         self.eval_extract_seconds = 0.0
         self.cold_extract_seconds = 0.0  # what extraction of the training split costs without the cache
+        self._cold: dict = {}  # (split, cut) -> seconds to compute that cache entry from the images
 
     # ------------------------------------------------------------------ plan
     @property
@@ -200,6 +209,8 @@ class Trainer:
         if (split, cut) in self._features:
             return self._features[(split, cut)]
         dataset = self.splits.train if split == "train" else self.splits.test
+        if split == "train" and self.config.flip:
+            dataset = MirroredDataset(dataset)  # each training image and its mirror, extracted once
         pooled = cut == len(self.model.segments)
         parts = self._cache_parts(split, dataset, cut, pooled)
         key = cache_key(**parts)
@@ -209,10 +220,9 @@ class Trainer:
             self.log(f"feature cache hit: {split} split at '{self._cut_name(cut)}' {tuple(hit[0].shape)} "
                      f"({self.cache.paths(key)[0]})")
             result = FeatureDataset(hit[0], hit[1], dataset.classes)
-            cold = float(self.cache.description(key).get("seconds", 0.0))
-            self.cache_report[f"{split}@{cut}"]["seconds_when_extracted"] = cold
-            if split == "train":
-                self.cold_extract_seconds += cold
+            description = self.cache.description(key)
+            cold = float(description.get("seconds_from_images", description.get("seconds", 0.0)))
+            self.cache_report[f"{split}@{cut}"]["seconds_from_images"] = cold
         else:
             lower = [k for (s, k) in self._features if s == split and k < cut]
             if lower:
@@ -245,10 +255,10 @@ class Trainer:
                 self.extract_seconds += seconds
             else:  # the held-out split's is evaluation time (scratch evaluates through the network too)
                 self.eval_extract_seconds += seconds
-            if split == "train":
-                self.cold_extract_seconds += seconds
+            # what this entry costs from the images: its own time plus that of the cache it started from
+            cold = seconds + (self._cold.get((split, start), 0.0) if start else 0.0)
             if "commit" in holder:
-                holder["commit"](labels, {"seconds": seconds, "images": int(len(labels))})
+                holder["commit"](labels, {"seconds": seconds, "seconds_from_images": cold, "images": int(len(labels))})
                 rows = self.cache.load(key)[0]
             self.cache_report[f"{split}@{cut}"] = {"hit": False, "key": key, "shape": list(rows.shape),
                                                    "seconds": round(seconds, 3),
@@ -258,6 +268,9 @@ class Trainer:
                      + (f", cached as {self.cache.paths(key)[0]}" if self.cache.enabled else ""))
             result = FeatureDataset(rows, labels, dataset.classes)
         self._features[(split, cut)] = result
+        self._cold[(split, cut)] = cold
+        if split == "train":  # an uncached run computes the deepest cache it needs from the images once
+            self.cold_extract_seconds = max(self.cold_extract_seconds, cold)
         return result
 
     def _cut_name(self, cut: int) -> str:
@@ -343,7 +356,18 @@ class Trainer:
     def _eval_source(self, phase: Phase | None, full: bool):
         """(FeatureDataset or image dataset, start segment) for evaluating on the held-out split."""
         if phase is not None and phase.cached:
-            return self.features("test", phase.cut), phase.cut
+            cached = self.features("test", phase.cut)
+            if full or phase.cut == len(self.model.segments) or len(cached) <= self.config.epoch_eval_size:
+                return cached, phase.cut  # pooled features: the head alone, the whole split is cheap
+            key = ("test-subset", phase.cut)
+            if key not in self._features:
+                per_class = max(1, self.config.epoch_eval_size // max(1, len(self.splits.classes)))
+                try:
+                    rows = stratified_indices(cached.labels, per_class=per_class, seed=self.config.seed + 7)
+                except ValueError:
+                    rows = numpy.arange(len(cached))
+                self._features[key] = FeatureDataset(cached.features[rows], cached.labels[rows], cached.classes)
+            return self._features[key], phase.cut
         test = self.splits.test
         if not full and len(test) > self.config.epoch_eval_size:
             per_class = max(1, self.config.epoch_eval_size // max(1, len(self.splits.classes)))

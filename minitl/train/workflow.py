@@ -50,7 +50,7 @@ def resolve_data(job: Job, log):
             splits = open_data(None, job.val_fraction, seed=0, train_per_class=per_class or None,
                                test_per_class=test_per_class or None)
             log(f"data: Fashion-MNIST (default), {len(splits.train)} training images ({per_class}/class) and "
-                f"{len(splits.test)} test images ({test_per_class or 'all'}/class) — pass --data to use your own, "
+                f"{len(splits.test)} test images ({f'{test_per_class}/class' if test_per_class else 'all'}) — pass --data to use your own, "
                 "--train-per-class/--test-per-class 0 for all")
             return splits
         except FileNotFoundError as error:
@@ -123,7 +123,8 @@ def compare(job: Job, config: TrainConfig, out_dir, modes=("features", "finetune
     pretrained = resolve_backbone(job, log)
     rows, results = [], {}
     transfer_modes = [m for m in modes if m != "scratch"]
-    ordered = transfer_modes + [m for m in modes if m == "scratch"]
+    # finetune first: its cache of the trunk's activations also gives features mode its pooled features
+    ordered = sorted(transfer_modes, key=lambda m: m != "finetune") + [m for m in modes if m == "scratch"]
     for mode in ordered:
         mode_config = replace(config, mode=mode)
         if mode == "scratch" and transfer_modes and config.time_budget is None:
@@ -142,6 +143,8 @@ def compare(job: Job, config: TrainConfig, out_dir, modes=("features", "finetune
                      "time_seconds": round(result.train_seconds + result.extract_seconds_uncached, 3),
                      "eval_seconds": result.eval_seconds, "epochs": result.epochs_run,
                      "wall_seconds": round(time.perf_counter() - began, 3), "model": path})
+    order = {m: i for i, m in enumerate(modes)}
+    rows.sort(key=lambda r: order[r["mode"]])
     verdict = []
     if "scratch" in results:
         base = results["scratch"]

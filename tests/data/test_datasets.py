@@ -75,3 +75,16 @@ def test_digits_source_holds_out_a_split():
     pytest.importorskip("sklearn")
     splits = open_data("digits", val_fraction=0.25)
     assert splits.train[0][0].shape == (8, 8) and len(splits.train) + len(splits.test) == 1797
+
+
+def test_mirrored_dataset_appends_flipped_copies():
+    from minitl.data import MirroredDataset
+
+    ds = ArrayDataset(np.arange(12, dtype=np.uint8).reshape(3, 2, 2), [0, 1, 2])
+    m = MirroredDataset(ds)
+    assert len(m) == 6 and m.targets.tolist() == [0, 1, 2, 0, 1, 2]
+    np.testing.assert_array_equal(m[4][0], [[5, 4], [7, 6]])  # image 1, columns reversed
+    x, y = m.get_batch([4, 0])
+    np.testing.assert_array_equal(x[0], [[5, 4], [7, 6]])
+    np.testing.assert_array_equal(x[1], ds.images[0])
+    assert m.fingerprint() != ds.fingerprint()

@@ -7,6 +7,7 @@ import pytest
 
 import minitl
 from minitl import nn
+from minitl.data import ImagePipeline
 from minitl.train import checkpoint as ck
 from minitl.train.trainer import FrozenParameterChanged, TrainConfig, Trainer, TrainingDiverged
 from train_helpers import make_model, make_splits, spec_of
@@ -74,6 +75,20 @@ def test_second_run_skips_the_backbone(tmp_path):
     result = second.fit()
     assert all(entry["hit"] for entry in second.cache_report.values())
     assert result.extract_seconds == 0 and result.extract_seconds_uncached > 0
+
+
+def test_cache_holds_each_training_image_and_its_mirror(tmp_path):
+    splits = make_splits(n_train=6)
+    model = make_model()
+    trainer = _trainer(model, splits, tmp_path)
+    cached = trainer.features("train", len(model.segments))
+    assert len(cached) == 12 and cached.labels.tolist() == splits.train.labels.tolist() * 2
+    mirrored = ImagePipeline(spec_of(model))(splits.train.images[2][:, ::-1])  # computed apart, image by image
+    with minitl.no_grad():
+        expected = model.features(minitl.Tensor(mirrored[None])).numpy()[0]
+    np.testing.assert_allclose(cached.features[6 + 2], expected, rtol=1e-5, atol=1e-6)
+    unflipped = _trainer(make_model(), splits, tmp_path, name="noflip", flip=False).features("train", 3)
+    assert len(unflipped) == 6
 
 
 def test_cache_key_follows_weights_data_and_preprocessing(tmp_path):
