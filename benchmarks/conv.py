@@ -223,7 +223,7 @@ def _profile_worker(reps: int) -> dict:
         x = np.ascontiguousarray(x_np.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
         row = {}
         xpad = C._pad_nhwc(np, x, 1, 1)
-        wcol = C._weight_matrix(w_np, 1)
+        wcol = C._Kernel(w_np, 1).columns()
         per_sample = size * size * 9 * channels
         chunks = C._chunks(np, BATCH, per_sample * 4, size * size)
         step = chunks[0][1] - chunks[0][0]
@@ -250,7 +250,7 @@ def _profile_worker(reps: int) -> dict:
         row["im2col_copy"] = _median_time(im2col_only, reps)
         row["gemm_chunked"] = _median_time(gemm_only, reps)
         row["im2col+gemm"] = _median_time(im2col_gemm, reps)
-        row["weight_matrix"] = _median_time(lambda: C._weight_matrix(w_np, 1), reps)
+        row["weight_matrix"] = _median_time(lambda: C._Kernel(w_np, 1).rows(), reps)
         # Winograd phases on the whole batch
         th = size // 2
         t = np.empty((4, BATCH, th, size + 2, channels), np.float32)

@@ -161,10 +161,39 @@ def _chunks(xp, n: int, per_item_bytes: int, rows_per_item: int = 1 << 30):
     return [(i, min(n, i + step)) for i in range(0, n, step)]
 
 
-def _weight_matrix(w, groups: int):
-    """OIHW weight (O, Cg, KH, KW) -> per-group column weights (G, KH·KW·Cg, O/G), rows ordered (u, v, c)."""
-    O, Cg, KH, KW = w.shape
-    return w.reshape(groups, O // groups, Cg, KH, KW).transpose(0, 3, 4, 2, 1).reshape(groups, KH * KW * Cg, O // groups)
+class _Kernel:
+    """An OIHW kernel w (O, Cg, KH, KW), as the right-hand GEMM operands of the fast paths.
+
+    transposed=False — the convolution itself:      k[o, c, u, v] = w[o, c, u, v]          (Cin = C, Cout = O)
+    transposed=True  — the convolution giving dJ/dx at stride 1 (the transposed convolution):
+                                                     k[c, o, u, v] = w[o, c, KH−1−u, KW−1−v]  (Cin = O, Cout = C)
+    Each operand is one copy of w, read block by block (every output channel's kernel is a
+    contiguous block of w), never a strided pass over the whole array per output row.
+    """
+
+    def __init__(self, w, groups: int, transposed: bool = False):
+        self.w, self.groups, self.transposed = w, groups, transposed
+        O, Cg, self.KH, self.KW = w.shape
+        self.cin, self.cout = (O, Cg * groups) if transposed else (Cg * groups, O)
+
+    def rows(self):
+        """W_colᵀ per group: (G, Og, KH·KW·Cg), columns ordered (u, v, c) like X_col's (the forward kernel)."""
+        w, G = self.w, self.groups
+        O, Cg, KH, KW = w.shape
+        return w.reshape(G, O // G, Cg, KH, KW).transpose(0, 1, 3, 4, 2).reshape(G, O // G, KH * KW * Cg)
+
+    def columns(self):
+        """W_col per group: (G, KH·KW·Cin_g, Cout_g), rows ordered (u, v, c_in): y = X_col · W_col."""
+        if not self.transposed:
+            return self.rows().transpose(0, 2, 1)
+        w, G = self.w, self.groups
+        O, Cg, KH, KW = w.shape  # W'_col[g, (u, v, o), c] = w[g·Og + o, c, KH−1−u, KW−1−v]
+        flipped = w.reshape(G, O // G, Cg, KH, KW)[:, :, :, ::-1, ::-1]
+        return flipped.transpose(0, 3, 4, 1, 2).reshape(G, KH * KW * (O // G), Cg)
+
+    def winograd(self, xp):
+        """U = G k Gᵀ as (16, Cin, Cout) for Winograd's 16 GEMMs (3×3, groups = 1)."""
+        return _winograd.kernel_transform(xp, self.w, self.transposed)
 
 
 def _im2col(xp, xpad, KH, KW, Ho, Wo, stride, dilation, groups, buffer=None):
@@ -223,23 +252,23 @@ def _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
     return bool(_WINOGRAD)
 
 
-def _conv_nhwc(xp, x, w, padding, stride, dilation, groups, keep_columns=False):
-    """x (N, C, H, W) any layout, w OIHW -> y as NHWC (N, Ho, Wo, O) contiguous, and the saved columns.
+def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=False):
+    """x (N, Cin, H, W) any layout -> y as NHWC (N, Ho, Wo, Cout) contiguous, and the saved columns.
 
     Returns (y, col): col is the column matrix when ``keep_columns`` and it was built in one
     piece (a small convolution), else None (backward then rebuilds it chunk by chunk).
     """
     N, C, H, W = x.shape
-    O, Cg, KH, KW = w.shape
+    KH, KW, O, groups = kernel.KH, kernel.KW, kernel.cout, kernel.groups
     ph, pw = padding
     Ho = out_size(H, KH, stride[0], ph, dilation[0])
     Wo = out_size(W, KW, stride[1], pw, dilation[1])
     if _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo):
         # tiles of 2×2 outputs read 4×4 inputs: pad odd output sizes up by one row / column
         xpad = _pad_nhwc(xp, x, ph, pw, Ho % 2, Wo % 2)
-        return _winograd.conv3x3_nhwc(xp, xpad, w, Ho, Wo, _chunks), None
+        return _winograd.conv3x3_nhwc(xp, xpad, kernel.winograd(xp), Ho, Wo, _chunks), None
     xpad = _pad_nhwc(xp, x, ph, pw)
-    wcol = _weight_matrix(w, groups)
+    wcol = kernel.columns()  # (G, KH·KW·Cg, Og)
     Og = O // groups
     y = xp.empty((N, Ho, Wo, O), dtype=xpad.dtype)
     per_sample = Ho * Wo * KH * KW * C
@@ -256,13 +285,6 @@ def _conv_nhwc(xp, x, w, padding, stride, dilation, groups, keep_columns=False):
     return y, (col if keep_columns and single else None)
 
 
-def _flipped(w, groups: int):
-    """The kernel of the transposed convolution: w'[g·Cg + c, o, u, v] = w[g·Og + o, c, KH−1−u, KW−1−v]."""
-    O, Cg, KH, KW = w.shape
-    Og = O // groups
-    return w[:, :, ::-1, ::-1].reshape(groups, Og, Cg, KH, KW).transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Og, KH, KW)
-
-
 class Conv2d(Function):
     """y = W ⋆ x + b  (cross-correlation, im2col + GEMM).  See the module docstring for the formulas.
 
@@ -277,7 +299,7 @@ class Conv2d(Function):
         self.opts = (stride, padding, dilation, groups)
         self.x_shape = x.shape
         need_w = self.needs_input_grad[1]
-        y, col = _conv_nhwc(xp, x, weight, padding, stride, dilation, groups, keep_columns=need_w)
+        y, col = _conv_nhwc(xp, x, _Kernel(weight, groups), padding, stride, dilation, keep_columns=need_w)
         if bias is not None:
             y += bias
         # keep for backward only what the wanted gradients need
@@ -306,7 +328,7 @@ class Conv2d(Function):
         return grad_x, grad_w, grad_b
 
     def _grad_weight(self, xp, gy, Ho, Wo):
-        """dJ/dW_col[g] = X_col[g]ᵀ · dJ/dy[g], summed over batch chunks; back to OIHW."""
+        """dJ/dW_colᵀ[g] = dJ/dy[g]ᵀ · X_col[g], summed over batch chunks; back to OIHW."""
         stride, padding, dilation, groups = self.opts
         O, Cg, KH, KW = self.w_shape
         Og = O // groups
@@ -324,11 +346,14 @@ class Conv2d(Function):
             if col is None:
                 col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffer)
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
-            part = xp.matmul(col.transpose(0, 2, 1), gyg)  # (G, KH·KW·Cg, Og)
-            gcol_w = part if gcol_w is None else gcol_w + part
+            part = xp.matmul(gyg.transpose(0, 2, 1), col)  # (G, Og, KH·KW·Cg)
+            if gcol_w is None:
+                gcol_w = part
+            else:
+                gcol_w += part
         self.col = None
-        # (G, KH, KW, Cg, Og) -> (G, Og, Cg, KH, KW) -> OIHW
-        return gcol_w.reshape(groups, KH, KW, Cg, Og).transpose(0, 4, 3, 1, 2).reshape(O, Cg, KH, KW)
+        # (G, Og, KH, KW, Cg) -> (G, Og, Cg, KH, KW) -> OIHW
+        return gcol_w.reshape(groups, Og, KH, KW, Cg).transpose(0, 1, 4, 2, 3).reshape(O, Cg, KH, KW)
 
     def _grad_input(self, xp, gy, Ho, Wo):
         stride, padding, dilation, groups = self.opts
@@ -339,10 +364,11 @@ class Conv2d(Function):
         w = self.weight
         if stride == (1, 1) and qh >= 0 and qw >= 0:
             # stride 1: dJ/dx = dJ/dy ⋆ flipped kernel, padded by d(k−1) − p: a plain convolution
-            gx, _ = _conv_nhwc(xp, gy.transpose(0, 3, 1, 2), _flipped(w, groups), (qh, qw), (1, 1), dilation, groups)
+            gx, _ = _conv_nhwc(xp, gy.transpose(0, 3, 1, 2), _Kernel(w, groups, transposed=True), (qh, qw), (1, 1),
+                               dilation)
             return gx.transpose(0, 3, 1, 2)
         Og = O // groups
-        wcol = _weight_matrix(w, groups)  # (G, K, Og)
+        wrows = _Kernel(w, groups).rows()  # W_colᵀ (G, Og, K)
         Hp, Wp = H + 2 * ph, W + 2 * pw
         gxpad = xp.zeros((N, Hp, Wp, C), dtype=gy.dtype)
         per_sample = Ho * Wo * KH * KW * C
@@ -350,8 +376,8 @@ class Conv2d(Function):
         buffer = xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=gy.dtype)
         for n0, n1 in chunks:
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
-            gcol = buffer[:per_sample * (n1 - n0)].reshape(groups, -1, wcol.shape[1])
-            xp.matmul(gyg, wcol.transpose(0, 2, 1), out=gcol)  # dJ/dX_col = dJ/dy · W_colᵀ  (G, m, K)
+            gcol = buffer[:per_sample * (n1 - n0)].reshape(groups, -1, wrows.shape[2])
+            xp.matmul(gyg, wrows, out=gcol)  # dJ/dX_col = dJ/dy · W_colᵀ  (G, m, K)
             _col2im(xp, gcol, gxpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups)
         return gxpad[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
 

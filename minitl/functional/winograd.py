@@ -24,19 +24,25 @@ from __future__ import annotations
 def worth_it(C: int, O: int, Ho: int, Wo: int) -> bool:
     """Whether "auto" picks Winograd: where benchmarks/conv.py measured it faster than im2col + GEMM
     (enough channels for the 16 GEMMs to run at full speed; see benchmarks/results/conv.md)."""
-    return C >= 64 and O >= 64
+    return C >= 128 and O >= 128
 
 
-def kernel_transform(xp, w):
-    """U = G g Gᵀ for every (o, c): w (O, C, 3, 3) -> U (16, C, O), U[4a + b] = (G g Gᵀ)[a, b].
+def kernel_transform(xp, w, transposed: bool = False):
+    """U = G k Gᵀ for every kernel, as the right-hand operands (16, Cin, Cout) of the 16 GEMMs.
 
-    As one GEMM: vec(G g Gᵀ) = (G ⊗ G) · vec(g), with (G ⊗ G) (16, 9) applied to all O·C kernels.
+    w (O, C, 3, 3).  transposed=False: k = w[o, c] (Cin = C, Cout = O).  transposed=True: the
+    kernel of the transposed convolution, k[c, o] = w[o, c] rotated by 180° (Cin = O, Cout = C).
+    As one GEMM: vec(G k Gᵀ) = (G ⊗ G) · vec(k), with (G ⊗ G) (16, 9) applied to all O·C kernels
+    at once; rotating k by 180° reverses vec(k), i.e. the columns of G ⊗ G.
     """
     O, C = w.shape[:2]
     e = xp.eye(3, dtype=w.dtype)
     G = xp.stack([e[0], (e[0] + e[1] + e[2]) * 0.5, (e[0] - e[1] + e[2]) * 0.5, e[2]])  # (4, 3), built on the device
-    kernels = w.transpose(2, 3, 1, 0).reshape(9, C * O)  # row 3i + j holds g[i, j] of every (c, o)
-    return xp.matmul(xp.kron(G, G), kernels).reshape(16, C, O)
+    GG = xp.kron(G, G)  # (16, 9)
+    kernels = w.transpose(2, 3, 0, 1).reshape(9, O * C)  # row 3i + j holds k[i, j] of every (o, c)
+    if transposed:
+        return xp.matmul(GG[:, ::-1], kernels).reshape(16, O, C)  # (16, Cin = O, Cout = C)
+    return xp.matmul(GG, kernels).reshape(16, O, C).transpose(0, 2, 1)  # (16, Cin = C, Cout = O)
 
 
 def input_transform(xp, xpad, th: int, tw: int, t, v):
@@ -74,17 +80,16 @@ def output_transform(xp, m, y, s):
         out1 -= s[r, 3]
 
 
-def conv3x3_nhwc(xp, xpad, w, Ho: int, Wo: int, chunks):
+def conv3x3_nhwc(xp, xpad, u, Ho: int, Wo: int, chunks):
     """3×3 stride-1 cross-correlation by F(2×2, 3×3).
 
     xpad: zero-padded NHWC input (N, Hp, Wp, C) with Hp ≥ 2·⌈Ho/2⌉ + 2 and Wp ≥ 2·⌈Wo/2⌉ + 2;
-    w: OIHW (O, C, 3, 3); ``chunks(xp, N, bytes_per_sample, gemm_rows_per_sample)`` splits the batch so the
+    u: the transformed kernel (16, C, O) from :func:`kernel_transform`; ``chunks(xp, N, bytes_per_sample, gemm_rows_per_sample)`` splits the batch so the
     workspace stays bounded (and cache-sized on the CPU).  Returns y (N, Ho, Wo, O), C-contiguous.
     """
     N, Hp, Wp, C = xpad.shape
-    O = w.shape[0]
+    O = u.shape[2]
     th, tw = (Ho + 1) // 2, (Wo + 1) // 2
-    u = kernel_transform(xp, w)
     y = xp.empty((N, 2 * th, 2 * tw, O), dtype=xpad.dtype)
     per_sample = (4 * th * Wp * C + 16 * th * tw * (C + O) + 8 * th * tw * O) * xpad.itemsize
     pieces = chunks(xp, N, per_sample, th * tw)
