@@ -209,7 +209,7 @@ class Tensor:
                     # a leaf owns its .grad: copy the caller's array, views (a read-only broadcast,
                     # say) and arrays another leaf already got (Add hands the same g to both inputs)
                     if g is grad or g.base is not None or id(g) in handed_out:
-                        g = g.copy()
+                        g = g.copy(order="K")  # keep g's memory layout (NHWC conv gradients): no transposing copy
                     handed_out.add(id(g))
                     tensor.grad = Tensor(g)
                 else:
