@@ -70,11 +70,12 @@ def _covering_tap(taps, out_shape):
 def _empty_in_layout(xp, shape, dtype, nhwc: bool, fill=None):
     """An (N, C, Ho, Wo) array, in NHWC memory when ``nhwc`` (the layout of the input it comes from)."""
     N, C, Ho, Wo = shape
+    make = xp.zeros if fill is not None and not isinstance(fill, bool) and fill == 0 else xp.empty
     if nhwc:
-        out = xp.empty((N, Ho, Wo, C), dtype=dtype).transpose(0, 3, 1, 2)
+        out = make((N, Ho, Wo, C), dtype=dtype).transpose(0, 3, 1, 2)
     else:
-        out = xp.empty(shape, dtype=dtype)
-    if fill is not None:
+        out = make(shape, dtype=dtype)
+    if fill is not None and make is xp.empty:
         out[...] = fill
     return out
 
@@ -128,7 +129,7 @@ class MaxPool2d(Function):
         kernel, stride, padding, out_shape = self.geometry
         x, y = self.x, self.y
         gx = _empty_in_layout(xp, x.shape, g.dtype, self.nhwc, fill=0)
-        free = xp.ones(y.shape, dtype=bool)  # outputs whose gradient is not yet routed
+        free = _empty_in_layout(xp, y.shape, bool, self.nhwc, fill=True)  # outputs whose gradient is not yet routed
         views = list(_tap_views(x, out_shape, kernel, stride, padding))
         gx_views = _tap_views(gx, out_shape, kernel, stride, padding)
         for t, ((view, sl), (gx_view, _)) in enumerate(zip(views, gx_views)):
@@ -137,7 +138,10 @@ class MaxPool2d(Function):
             hit &= still_free  # the first arg-max only
             if t + 1 < len(views):
                 still_free ^= hit
-            gx_view += g[sl] * hit
+            if xp is backend.NUMPY.xp:
+                xp.add(gx_view, g[sl], out=gx_view, where=hit)  # one pass, no temporary (CuPy ufuncs lack where=)
+            else:
+                gx_view += g[sl] * hit
         return gx
 
 
