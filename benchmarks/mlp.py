@@ -14,6 +14,7 @@ per-round ratios (each pair measured back to back) is reported beside it.
 
     python benchmarks/mlp.py                      # 5 rounds, writes benchmarks/results/mlp.json
     python benchmarks/mlp.py --rounds 7 --batches 128
+    python benchmarks/mlp.py --threads 1           # one thread each: steadier on a busy shared machine
     python benchmarks/mlp.py --worker minitl --batch 128     # one measurement, JSON on stdout
 
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if set in the environment, are removed for the workers.
@@ -132,8 +133,11 @@ def worker(framework: str, batch: int, seconds: float, warmup: int) -> dict:
 
 
 # ============================================================================ the driver
-def _run_worker(framework: str, batch: int, seconds: float, warmup: int) -> dict:
+def _run_worker(framework: str, batch: int, seconds: float, warmup: int, threads: int | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    if threads:  # the same thread count for NumPy's OpenBLAS and for PyTorch (OpenMP, MKL)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
     cmd = [sys.executable, __file__, "--worker", framework, "--batch", str(batch), "--seconds", str(seconds),
            "--warmup", str(warmup)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -150,12 +154,17 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds per batch size (>= 5; default 5)")
     parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per worker (default 1.5)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps per worker (default 10)")
-    parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS/OpenMP threads for both frameworks (default: each library's own default)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help=f"JSON file (default {RESULTS}, or mlp_<N>threads.json with --threads N)")
     args = parser.parse_args(argv)
 
     if args.worker:
         print(json.dumps(worker(args.worker, args.batch, args.seconds, args.warmup)))
         return 0
+    if args.output is None:
+        args.output = RESULTS if not args.threads else RESULTS.with_name(f"mlp_{args.threads}thread.json")
     if args.rounds < 5:
         parser.error("--rounds must be >= 5 (medians of at least five alternated rounds)")
     try:
@@ -169,7 +178,7 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         for batch in args.batches:
             for framework in order:
-                result = _run_worker(framework, batch, args.seconds, args.warmup)
+                result = _run_worker(framework, batch, args.seconds, args.warmup, args.threads)
                 runs[batch][framework].append(result)
                 print(f"round {r + 1}/{args.rounds}  batch {batch:4d}  {framework:6s}  "
                       f"{result['samples_per_s']:9.0f} samples/s  ({result['ms_per_step']:.2f} ms/step)", flush=True)
@@ -198,6 +207,7 @@ def main(argv=None) -> int:
         "method": f"each framework in its own process per measurement, alternated (order flips each round); "
                   f"median of {args.rounds} rounds; ~{args.seconds}s timed per worker after {args.warmup} warm-up steps",
         "command": "python benchmarks/mlp.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "threads": args.threads or "library defaults",
         "results": table,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},

@@ -159,26 +159,6 @@ def extras(xp: ModuleType) -> ModuleType:
     raise ValueError(f"no companion (cupyx) module registered for array module {getattr(xp, '__name__', xp)!r}")
 
 
-def axpy(alpha: float, x, y) -> None:
-    """y ← y + α·x in place, in one pass over memory (the optimizers' w ← w − η·v).
-
-    Contiguous float32/float64 NumPy arrays go to BLAS ``?axpy`` (no temporary for α·x);
-    everything else (CuPy, other layouts) runs ``y += alpha * x``.
-    """
-    if (isinstance(y, numpy.ndarray) and isinstance(x, numpy.ndarray) and x.dtype == y.dtype
-            and y.dtype in (numpy.float32, numpy.float64) and x.shape == y.shape
-            and x.flags.c_contiguous and y.flags.c_contiguous and y.flags.writeable and y.size):
-        global _blas
-        if _blas is None:
-            from scipy.linalg import blas as _blas  # noqa: PLC0415 (imported on the first update only)
-        (_blas.saxpy if y.dtype == numpy.float32 else _blas.daxpy)(x.reshape(-1), y.reshape(-1), a=alpha)
-    else:
-        y += alpha * x
-
-
-_blas = None
-
-
 def scatter_add(xp: ModuleType, target, index, values) -> None:
     """target[index] += values, summing repeated indices (the backward of gather)."""
     if xp is numpy:

@@ -69,8 +69,9 @@ class Adam(Optimizer):
             bias1, bias2 = 1 - beta1**t, 1 - beta2**t
             denom = xp.sqrt(v) / math.sqrt(bias2)              # √v̂_t
             denom += eps
-            denom = xp.divide(m, denom, out=denom)             # m_t / (√v̂_t + ε)
-            backend.axpy(-lr / bias1, denom, w)                # w ← w − η m̂_t / (√v̂_t + ε)
+            step = xp.divide(m, denom, out=denom)              # m_t / (√v̂_t + ε), in the same buffer
+            step *= lr / bias1
+            w -= step                                          # w ← w − η m̂_t / (√v̂_t + ε)
 
 
 class AdamW(Adam):

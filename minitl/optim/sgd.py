@@ -1,7 +1,6 @@
 """Stochastic gradient descent, with momentum, Nesterov momentum, weight decay and Keras' time-based decay."""
 from __future__ import annotations
 
-from .. import backend
 from .optimizer import Optimizer, required
 
 
@@ -70,5 +69,5 @@ class SGD(Optimizer):
                     buf *= momentum                                 # b_t = μ b_{t−1} + (1 − τ) g_t
                     buf += g if dampening == 0 else (1 - dampening) * g
                 g = g + momentum * buf if nesterov else buf
-            backend.axpy(-lr, g, w)                                 # w ← w − η g, in place
+            w -= lr * g                                             # w ← w − η g, in place
         group["iterations"] += 1
