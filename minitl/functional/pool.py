@@ -138,10 +138,7 @@ class MaxPool2d(Function):
             hit &= still_free  # the first arg-max only
             if t + 1 < len(views):
                 still_free ^= hit
-            if xp is backend.NUMPY.xp:
-                xp.add(gx_view, g[sl], out=gx_view, where=hit)  # one pass, no temporary (CuPy ufuncs lack where=)
-            else:
-                gx_view += g[sl] * hit
+            gx_view += g[sl] * hit  # (a masked ufunc, where=hit, measured 15× slower in NumPy)
         return gx
 
 
