@@ -109,6 +109,23 @@ def test_compare_prints_the_table_and_a_verdict(capsys, workspace):
     assert rows[1]["time_seconds"] >= rows[0]["time_seconds"] * 0.5  # scratch had the transfer budget
 
 
+def test_compare_gives_every_mode_the_untouched_pretrained_backbone(workspace):
+    from minitl.train import load_classifier, workflow
+    from minitl.train.trainer import TrainConfig
+
+    job = workflow.Job(weights=str(workspace / "tiny.npz"), data=str(workspace / "data"),
+                       cache_dir=str(workspace / "cache"), hidden=16)
+    config = TrainConfig(epochs=2, finetune_epochs=2, lr=0.1, finetune_lr=0.1, batch_size=4, prefetch=0)
+    rows, _, _, _ = workflow.compare(job, config, workspace / "iso", modes=("finetune", "features"),
+                                     show_progress=False, log=lambda m: None)
+    pretrained = np.load(workspace / "tiny.npz")
+    finetuned, _, _, _ = load_classifier(workspace / "iso" / "finetune" / "model.npz")
+    features, _, _, _ = load_classifier(workspace / "iso" / "features" / "model.npz")
+    assert not np.array_equal(finetuned.backbone.layer2[0].weight.numpy(), pretrained["layer2.0.weight"])
+    for name, value in features.backbone.state_dict().items():
+        assert np.array_equal(value, pretrained[name]), name  # not the fine-tuned copy
+
+
 def test_errors_are_one_clear_line(capsys, workspace, tmp_path):
     code, _, err = _run(capsys, "finetune", "--weights", workspace / "tiny.npz", "--data", tmp_path / "nope")
     assert code == 2 and "no such file or folder" in err

@@ -120,7 +120,7 @@ def compare(job: Job, config: TrainConfig, out_dir, modes=("features", "finetune
     """Every mode on the same split; scratch gets the wall time of the slowest transfer mode.
     Returns (rows, verdict lines, files)."""
     splits = resolve_data(job, log)
-    pretrained = resolve_backbone(job, log)
+    resolve_backbone(job, log)  # fail early (and say what it is) before any training
     rows, results = [], {}
     transfer_modes = [m for m in modes if m != "scratch"]
     # finetune first: its cache of the trunk's activations also gives features mode its pooled features
@@ -134,6 +134,7 @@ def compare(job: Job, config: TrainConfig, out_dir, modes=("features", "finetune
             log(f"scratch: same data, time budget {budget:.0f}s (the slowest transfer mode's wall time)")
         log(f"=== {mode} ===")
         began = time.perf_counter()
+        pretrained = resolve_backbone(job, lambda message: None)  # a fresh copy: finetune changes its backbone
         result, path = finetune(job, mode_config, os.path.join(out_dir, mode), show_progress=show_progress,
                                 log=log, splits=splits, pretrained=pretrained)
         results[mode] = result
