@@ -166,17 +166,19 @@ def _training_arguments(parser):
     parser.add_argument("--input-size", type=int, metavar="PX",
                         help="resize images to PX x PX for the backbone (default: 96 with the built-in defaults, "
                              "else the weights' own input size)")
-    parser.add_argument("--epochs", type=int, default=10,
-                        help="epochs of head training (features, finetune) or of the whole network (scratch); "
-                             "default 10")
-    parser.add_argument("--finetune-epochs", type=int, default=3,
-                        help="finetune: epochs with the last stages unfrozen, after the head (default 3)")
-    parser.add_argument("--unfreeze", type=int, default=1, help="finetune: how many last stages to unfreeze (default 1)")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="epochs of head training (features, finetune; cheap on cached features) or of the "
+                             "whole network (scratch); default 30")
+    parser.add_argument("--finetune-epochs", type=int, default=6,
+                        help="finetune: epochs with the last stages unfrozen, after the head (default 6)")
+    parser.add_argument("--unfreeze", type=int, default=2,
+                        help="finetune: how many last stages to unfreeze (default 2: layer3 and layer4)")
     parser.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
     parser.add_argument("--eval-batch-size", type=int, default=64, help="batch size of feature extraction (default 64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate of the head / scratch (default 0.001)")
-    parser.add_argument("--finetune-lr", type=float, default=1e-4,
-                        help="learning rate of the unfrozen stages in finetune (default 0.0001)")
+    parser.add_argument("--finetune-lr", type=float, default=1e-3,
+                        help="learning rate of the unfrozen stages in finetune (default 0.001: 1/100 of ResNet "
+                             "pretraining's 0.1; the head keeps --lr)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     parser.add_argument("--no-nesterov", action="store_true", help="classical instead of Nesterov momentum")
     parser.add_argument("--decay", type=float, default=1e-6, help="time-based decay: lr / (1 + decay·step) (default 1e-6)")
@@ -210,7 +212,7 @@ def register(subparsers) -> None:
                     "into --out; --resume continues a killed run.",
     )
     p.add_argument("--mode", choices=("features", "finetune", "scratch"), default="finetune",
-                   help="default finetune (head first, then the last stage)")
+                   help="default finetune (head first, then the last --unfreeze stages)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<mode>)")
     p.add_argument("--model", metavar="FILE", help="where to save the trained model (default DIR/model.npz)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
