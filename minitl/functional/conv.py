@@ -45,6 +45,7 @@ from . import winograd as _winograd
 _WORKSPACE_BYTES = 512 * 2**20
 _CACHE_BLOCK_BYTES = 8 * 2**20
 _MIN_GEMM_ROWS = 2048
+_POINTWISE_BLOCK_BYTES = 2**20
 _WINOGRAD = "auto"
 
 
@@ -158,6 +159,19 @@ def _chunks(xp, n: int, per_item_bytes: int, rows_per_item: int = 1 << 30):
         block = max(_CACHE_BLOCK_BYTES // max(1, per_item_bytes), -(-_MIN_GEMM_ROWS // max(1, rows_per_item)))
         step = min(limit, block)
     step = max(1, min(n, step))
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def cache_blocks(xp, n: int, per_item_bytes: int, block_bytes: int | None = None):
+    """Ranges [(start, stop), ...] over n items (a leading axis) of about ``block_bytes`` each.
+
+    Element-wise work that makes several passes over the same data (pooling's taps, BatchNorm's
+    centre/scale/shift) runs block by block on the CPU, so the later passes read the block from
+    the cache instead of memory.  A GPU gets one block.
+    """
+    if xp is not backend.NUMPY.xp:
+        return [(0, n)]
+    step = max(1, (block_bytes or _POINTWISE_BLOCK_BYTES) // max(1, per_item_bytes))
     return [(i, min(n, i + step)) for i in range(0, n, step)]
 
 
@@ -370,7 +384,8 @@ class Conv2d(Function):
         Og = O // groups
         wrows = _Kernel(w, groups).rows()  # W_colᵀ (G, Og, K)
         Hp, Wp = H + 2 * ph, W + 2 * pw
-        gxpad = xp.zeros((N, Hp, Wp, C), dtype=gy.dtype)
+        gxpad = xp.empty((N, Hp, Wp, C), dtype=gy.dtype)
+        gxpad[...] = 0  # (not xp.zeros: see pool._empty_in_layout)
         per_sample = Ho * Wo * KH * KW * C
         chunks = _chunks(xp, N, per_sample * gy.itemsize, Ho * Wo)
         buffer = xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=gy.dtype)

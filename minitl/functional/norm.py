@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Function, Tensor
-from .conv import channels_last
+from .conv import cache_blocks, channels_last
 
 
 class _ChannelLayout:
@@ -76,6 +76,11 @@ class _ChannelLayout:
             return self._fold(v.sum(axis=0))
         return v.sum(axis=(0, 2))
 
+    def blocks(self, xp, v):
+        """Slices of the view's first axis, about one cache block each (one block on a GPU)."""
+        per_item = (v.size // v.shape[0] if v.shape[0] else 1) * v.itemsize
+        return [slice(i, j) for i, j in cache_blocks(xp, v.shape[0], per_item)]
+
     def sum_product(self, xp, a, b):
         """Σ a·b per channel, without a temporary of a's size."""
         if self.rows is not None:
@@ -84,7 +89,12 @@ class _ChannelLayout:
 
 
 class BatchNorm(Function):
-    """y = γ · (x − μ)/√(σ² + ε) + β — batch statistics when training, running statistics in eval mode."""
+    """y = γ · (x − μ)/√(σ² + ε) + β — batch statistics when training, running statistics in eval mode.
+
+    On the CPU every pass runs over cache-sized blocks of rows: the statistics in one read of x
+    (per-block mean and Σ(x − μ_b)², merged with Chan's formula — as stable as two passes), the
+    output in a second (x − μ, ·γ/σ, +β on a block in cache); backward likewise in two reads.
+    """
 
     def forward(self, x, weight=None, bias=None, *, running_mean, running_var, training, momentum, eps):
         xp = backend.get_array_module(x)
@@ -92,10 +102,9 @@ class BatchNorm(Function):
         self.layout, self.training = layout, training
         xv = layout.view(x)
         n = layout.n
+        blocks = layout.blocks(xp, xv)
         if training:
-            mean = layout.sum(xv) / n
-            xc = xv - layout.expand(xp, mean)  # x − μ, kept for backward
-            var = layout.sum_product(xp, xc, xc) / n  # biased batch variance
+            mean, var = self._batch_statistics(xp, layout, xv, blocks)
             invstd = 1 / xp.sqrt(var + eps)
             if running_mean is not None:
                 running_mean *= 1 - momentum
@@ -104,21 +113,46 @@ class BatchNorm(Function):
                 running_var *= 1 - momentum
                 running_var += (momentum * n / (n - 1) * var).astype(running_var.dtype)
             scale = invstd if weight is None else weight * invstd
-            y = xc * layout.expand(xp, scale)  # γ x̂
-            self.xc = xc if any(self.needs_input_grad) else None
+            shift = -mean * scale if bias is None else bias - mean * scale  # y = γ/σ · x + (β − γμ/σ)
         else:
             mean = running_mean.astype(x.dtype)
             invstd = 1 / xp.sqrt(running_var.astype(x.dtype) + eps)
             scale = invstd if weight is None else weight * invstd
-            y = xv * layout.expand(xp, scale)
-            bias = -mean * scale if bias is None else bias - mean * scale  # y = γ/σ · x + (β − γμ/σ)
-            self.mean = mean
-            # x̂ is only needed for dJ/dγ: keep x itself (no copy) instead
-            self.xv = xv if len(self.needs_input_grad) > 1 and self.needs_input_grad[1] else None
-        if bias is not None:
-            y += layout.expand(xp, bias)
-        self.invstd, self.scale = invstd, scale
+            shift = -mean * scale if bias is None else bias - mean * scale
+        y = xp.empty(xv.shape, dtype=x.dtype)
+        scale_e, shift_e = layout.expand(xp, scale), layout.expand(xp, shift)
+        for b in blocks:
+            yb = y[b]
+            xp.multiply(xv[b], scale_e, out=yb)
+            yb += shift_e
+        self.mean, self.invstd, self.scale = mean, invstd, scale
+        # backward needs x (training: x − μ; eval: x̂ for dJ/dγ only) — the input itself, no copy
+        self.xv = xv if (training and any(self.needs_input_grad)) or (
+            len(self.needs_input_grad) > 1 and self.needs_input_grad[1]) else None
         return layout.unview(y)
+
+    @staticmethod
+    def _batch_statistics(xp, layout, xv, blocks):
+        """Per-channel mean and biased variance in one read: per block b, μ_b and M2_b = Σ(x − μ_b)²
+        (the centred block stays in cache), merged by Chan et al.'s update
+        M2 = M2_a + M2_b + (μ_b − μ_a)² · n_a n_b / (n_a + n_b)."""
+        per_row = layout.n // xv.shape[0]
+        count, mean, m2 = 0, None, None
+        for b in blocks:
+            xb = xv[b]
+            nb = xb.shape[0] * per_row
+            mean_b = layout.sum(xb) / nb
+            centred = xb - layout.expand(xp, mean_b)
+            m2_b = layout.sum_product(xp, centred, centred)
+            if mean is None:
+                count, mean, m2 = nb, mean_b, m2_b
+            else:
+                delta = mean_b - mean
+                total = count + nb
+                mean = mean + delta * (nb / total)
+                m2 = m2 + m2_b + delta * delta * (count * nb / total)
+                count = total
+        return mean, m2 / count
 
     def backward(self, g):
         xp = backend.get_array_module(g)
@@ -126,25 +160,39 @@ class BatchNorm(Function):
         n = layout.n
         needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
         gv = layout.view(g)  # g seen like x, whatever g's own memory layout
+        blocks = layout.blocks(xp, gv)
+        mean_e = layout.expand(xp, self.mean)
         grad_x = grad_w = grad_b = None
         sum_g = sum_gxhat = None
-        if self.training:
-            # dJ/dx = γ/σ · (g − (1/n) Σ g − x̂ · (1/n) Σ g·x̂)  with x̂ = (x − μ)/σ
-            sum_g = layout.sum(gv)
-            sum_gxhat = layout.sum_product(xp, gv, self.xc) * self.invstd
-            if needs[0]:
-                grad = gv * layout.expand(xp, self.scale)
-                grad += self.xc * layout.expand(xp, -self.scale * self.invstd * sum_gxhat / n)
-                grad += layout.expand(xp, -self.scale * sum_g / n)
-                grad_x = layout.unview(grad)
-        else:
-            # dJ/dx = γ/σ · g   (μ, σ are constants in eval mode)
-            if needs[1] or needs[2]:
-                sum_g = layout.sum(gv)
-            if needs[1]:  # Σ g·x̂ = (Σ g·x − μ Σ g) / σ
-                sum_gxhat = (layout.sum_product(xp, gv, self.xv) - self.mean * sum_g) * self.invstd
-            if needs[0]:
-                grad_x = layout.unview(gv * layout.expand(xp, self.scale))
+        if self.training or needs[1] or needs[2]:
+            # Σ g and Σ g·x̂ = Σ g·(x − μ) / σ, block by block
+            sum_g, sum_gxc = 0, 0
+            for b in blocks:
+                gb = gv[b]
+                sum_g = sum_g + layout.sum(gb)
+                if self.training or needs[1]:
+                    sum_gxc = sum_gxc + layout.sum_product(xp, gb, self.xv[b] - mean_e)
+            sum_gxhat = sum_gxc * self.invstd
+        if needs[0]:
+            grad = xp.empty(gv.shape, dtype=g.dtype)
+            a_e = layout.expand(xp, self.scale)
+            if self.training:
+                # dJ/dx = γ/σ · (g − (1/n) Σ g − x̂ · (1/n) Σ g·x̂)  with x̂ = (x − μ)/σ
+                #       = A·g + B·(x − μ) + D,   A = γ/σ,  B = −A/σ · Σ g·x̂ / n,  D = −A · Σ g / n
+                b_e = layout.expand(xp, -self.scale * self.invstd * sum_gxhat / n)
+                d_e = layout.expand(xp, -self.scale * sum_g / n)
+                for b in blocks:
+                    out = grad[b]
+                    xp.multiply(gv[b], a_e, out=out)
+                    centred = self.xv[b] - mean_e
+                    centred *= b_e
+                    out += centred
+                    out += d_e
+            else:
+                # dJ/dx = γ/σ · g   (μ, σ are constants in eval mode)
+                for b in blocks:
+                    xp.multiply(gv[b], a_e, out=grad[b])
+            grad_x = layout.unview(grad)
         if needs[1]:
             grad_w = sum_gxhat  # dJ/dγ = Σ g·x̂
         if needs[2]:
