@@ -202,3 +202,30 @@ def test_bad_input():
         minitl.nn.BatchNorm2d(3)(minitl.Tensor(np.zeros((4, 2, 2, 2))))
     with pytest.raises(ValueError, match=r"2-D or 3-D input, got shape \(4, 3, 2, 2\)"):
         minitl.nn.BatchNorm1d(3)(x)
+
+
+@pytest.mark.parametrize("block_rows", [1, 3, 4])
+@pytest.mark.parametrize("training", [True, False])
+def test_cache_blocks_give_the_same_result(monkeypatch, block_rows, training):
+    """On the CPU BatchNorm works over row blocks (statistics merged across blocks, Chan's formula):
+    block sizes that do not divide the 10 rows (N·H = 5·2) give the formula's values and gradients."""
+    from minitl.functional import conv as conv_module
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((5, 3, 2, 4)) * 3 + np.array([10.0, -2.0, 0.5])[None, :, None, None]
+    g = rng.standard_normal(x.shape)
+    gamma, beta = np.array([0.5, 2.0, -1.0]), np.array([0.1, 0.2, 0.3])
+    rm, rv = np.array([1.0, 0.0, -1.0]), np.array([2.0, 0.5, 1.5])
+    results = []
+    for block in (block_rows * 4 * 3 * 8, 2**30):
+        monkeypatch.setattr(conv_module, "_POINTWISE_BLOCK_BYTES", block)
+        xt = minitl.Tensor(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), requires_grad=True)  # NHWC memory
+        wt, bt = minitl.Tensor(gamma, requires_grad=True), minitl.Tensor(beta, requires_grad=True)
+        rmt, rvt = minitl.Tensor(rm.copy()), minitl.Tensor(rv.copy())
+        y = F.batch_norm(xt.transpose(0, 3, 1, 2), rmt, rvt, wt, bt, training=training)
+        y.backward(g)
+        results.append([y.numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy(), rmt.numpy(), rvt.numpy()])
+    for a, c in zip(*results):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
+    mean, var = (x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))) if training else (rm, rv)
+    np.testing.assert_allclose(results[0][0], _bn_formula(x, mean, var, gamma, beta, 1e-5), rtol=1e-10, atol=1e-10)
