@@ -31,6 +31,18 @@ def test_linear(backend, dtype, batch, n_in, n_out, bias, data):
         check_grad(F.linear, x, w)
 
 
+@pytest.mark.parametrize("batch,n_in,n_out", [(2, 5, 16), (1, 3, 4), (16, 5, 2), (8, 7, 32)])
+def test_linear_small_batch_and_large_batch_paths(backend, batch, n_in, n_out):
+    """A batch much smaller than the layer takes the (W xᵀ)ᵀ route on NumPy: same values, row-major result."""
+    rng = np.random.default_rng(batch)
+    x, w, b = rng.normal(size=(batch, n_in)), rng.normal(size=(n_out, n_in)), rng.normal(size=n_out)
+    out = F.linear(tensor(x), tensor(w), tensor(b))
+    assert_forward(out, np.einsum("ni,oi->no", x, w) + b)
+    if backend == "numpy":
+        assert out.data.flags.c_contiguous
+    check_grad(F.linear, x, w, b)
+
+
 def test_linear_names_the_shapes_on_mismatch():
     with pytest.raises(ValueError, match=r"input has 3 features \(shape \(2, 3\)\).*weight shape \(5, 4\)"):
         F.linear(minitl.Tensor(np.zeros((2, 3))), minitl.Tensor(np.zeros((5, 4))))
