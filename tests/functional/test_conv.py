@@ -225,6 +225,7 @@ def test_conv2d_matches_torch(case, dtype):
     x_shape, w_shape, stride, padding, dilation, groups = case
     rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1]))
+    w = (w / np.sqrt(np.prod(w_shape[1:]))).astype(dtype)  # outputs of order 1, as in a network
     ours = [minitl.Tensor(a, requires_grad=True) for a in (x, w, b)]
     theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
     y = F.conv2d(*ours, stride=stride, padding=padding, dilation=dilation, groups=groups)
