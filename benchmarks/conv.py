@@ -286,6 +286,8 @@ def _resnet50_memory_worker() -> dict:
 
 
 def worker(name: str, reps: int) -> dict:
+    load_before = os.getloadavg()[0]
+    cpu0 = time.process_time()
     if name == "gemm":
         result = _gemm_worker(reps)
     elif name == "minitl-im2col":
@@ -300,7 +302,9 @@ def worker(name: str, reps: int) -> dict:
         result = _resnet50_memory_worker()
     else:
         raise ValueError(name)
-    result.update(worker=name, blas=_blas(), peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result.update(worker=name, blas=_blas(), peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  load_avg_1min_before=load_before, load_avg_1min_after=os.getloadavg()[0],
+                  cpu_seconds=time.process_time() - cpu0)
     return result
 
 
@@ -422,6 +426,10 @@ def markdown(report: dict) -> str:
             f"{r['pool_fwdbwd_over_conv_fwdbwd']:.1%} | {r['bn_fwd_over_conv_fwd']:.1%} | "
             f"{r['bn_fwdbwd_over_conv_fwdbwd']:.1%} | {r.get('torch_pool_fwdbwd_ms', float('nan')):.2f} | "
             f"{r.get('torch_bn_fwdbwd_ms', float('nan')):.2f} |")
+    loads = [v for per in report.get("load_avg_1min_per_worker", {}).values() for v in per]
+    if loads:
+        lines += ["", f"1-minute load average when the workers started: {min(loads):.2f} … {max(loads):.2f} "
+                      "(2 CPUs, shared: results from a loaded machine understate minitl, see the JSON note)."]
     lines += ["", "Targets:", ""]
     for name, value in s["ratios"].items():
         shown = " / ".join(f"{v:.2f}" for v in value) if isinstance(value, list) else f"{value:.2f}"
@@ -471,7 +479,8 @@ def main(argv=None) -> int:
             result = _run(name, args.reps)
             runs[name].append(result)
             brief = "  ".join(f"{k}: {v['fwd']:.1f}/{v['fwdbwd']:.1f}" for k, v in result["layers"].items())
-            print(f"round {r + 1}/{args.rounds}  {name:16s} fwd/fwd+bwd ms  {brief}", flush=True)
+            print(f"round {r + 1}/{args.rounds}  {name:16s} fwd/fwd+bwd ms  {brief}  "
+                  f"(load {result['load_avg_1min_before']:.2f})", flush=True)
         order.reverse()
     medians = {n: _median_rows(runs[n]) for n in names}
     auto = runs["minitl-im2col"][0]["auto_picks_winograd"]
@@ -492,6 +501,10 @@ def main(argv=None) -> int:
                     "python": platform.python_version()},
         "unset_for_workers": [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ],
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_avg_1min_per_worker": {n: [round(r["load_avg_1min_before"], 2) for r in runs[n]] for n in names},
+        "note": "a shared 2-core machine: under load from other processes OpenBLAS's per-call thread "
+                "synchronisation slows minitl's cache-blocked GEMM calls far more than one big GEMM; "
+                "compare runs whose load averages are low",
     }
     if "torch" in names:
         report["torch_env"] = {k: runs["torch"][0][k] for k in ("torch", "torch_threads", "torch_mkldnn", "blas")}
