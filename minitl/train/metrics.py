@@ -108,8 +108,12 @@ def plot_comparison(rows: list[dict], path) -> str | None:
     ax_acc.set(ylabel="test accuracy (%)", title="accuracy")
     for i, r in enumerate(rows):
         ax_acc.text(i, 100 * r["accuracy"], f"{100 * r['accuracy']:.1f}", ha="center", va="bottom")
-    ax_time.bar(names, [r["train_seconds"] for r in rows], color=["#999", "#4a8", "#48c"][: len(rows)])
-    ax_time.set(ylabel="training wall time (s)", title="time")
+    extract = [r.get("extract_seconds", 0.0) for r in rows]
+    train = [r["train_seconds"] for r in rows]
+    ax_time.bar(names, extract, color="#ccc", label="feature extraction")
+    ax_time.bar(names, train, bottom=extract, color=["#999", "#4a8", "#48c"][: len(rows)], label="training")
+    ax_time.set(ylabel="wall time (s)", title="time: extraction + training")
+    ax_time.legend()
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=100)
     plt.close(fig)
