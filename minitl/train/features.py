@@ -130,7 +130,7 @@ class FeatureCache:
 
 def extract(model, source, start: int, stop: int, batch_size: int, to_tensor, pool: bool = False,
             desc: str = "features", show_progress: bool = True, allocate=None, prefetch: int = 1):
-    """Run segments[start:stop] of ``model`` (no graph, eval mode) over ``source`` — a DataLoader of
+    """Run segments[start:stop] of ``model`` (no graph, inference mode) over ``source`` — a DataLoader of
     images (start = 0) or a FeatureDataset of activations at ``start``.  ``pool``: global-average
     pool the result (pooled features for the head).  ``allocate(shape, dtype)`` makes the output
     array (a memory map, say; default ``numpy.empty``); returns (features, labels, seconds)."""
@@ -140,18 +140,24 @@ def extract(model, source, start: int, stop: int, batch_size: int, to_tensor, po
     began = time.perf_counter()
     allocate = allocate or (lambda shape, dtype: numpy.empty(shape, dtype=dtype))
     rows, labels, filled = None, [], 0
-    with no_grad():
-        for x, y in loader:
-            h = model.run_segments(to_tensor(x), start, stop)
-            if pool:
-                h = model.head.pool(h)
-            h = h.numpy()
-            if rows is None:
-                rows = allocate((len(loader.dataset),) + h.shape[1:], h.dtype)
-            rows[filled:filled + len(h)] = h
-            filled += len(h)
-            labels.append(numpy.asarray(y))
-            bar.update(len(h))
-    bar.close()
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()  # frozen layers compute in inference mode (BatchNorm: running statistics, never updated)
+    try:
+        with no_grad():
+            for x, y in loader:
+                h = model.run_segments(to_tensor(x), start, stop)
+                if pool:
+                    h = model.head.pool(h)
+                h = h.numpy()
+                if rows is None:
+                    rows = allocate((len(loader.dataset),) + h.shape[1:], h.dtype)
+                rows[filled:filled + len(h)] = h
+                filled += len(h)
+                labels.append(numpy.asarray(y))
+                bar.update(len(h))
+    finally:
+        for module, mode in modes:
+            object.__setattr__(module, "training", mode)
+        bar.close()
     labels = numpy.concatenate(labels) if labels else numpy.zeros(0, numpy.int64)
     return rows, labels, time.perf_counter() - began

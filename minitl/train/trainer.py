@@ -452,10 +452,8 @@ class Trainer:
         run_began = time.perf_counter()
         deadline_base = c.time_budget
         stopped_by_budget, epochs_run, frozen_checks = False, 0, []
-        if len(phases) > 1 and all(p.cached for p in phases):
-            # finetune: extract once at the lowest cut; the pooled features are computed from it
-            for split in ("train", "test"):
-                self.features(split, min(p.cut for p in phases))
+        # finetune: extract once at the lowest cut; the pooled features are computed from it
+        lowest_cut = min(p.cut for p in phases) if len(phases) > 1 and all(p.cached for p in phases) else None
         for p_index in range(start_phase, len(phases)):
             phase = phases[p_index]
             trainable = [m for _, modules, _ in phase.groups for m in modules]
@@ -470,6 +468,9 @@ class Trainer:
             if saved_optimizer is not None and p_index == start_phase and first_epoch > 0:
                 optimizer.load_state_dict(saved_optimizer)
             if phase.cached:  # extraction happens before the clock of the epochs starts; it is timed apart
+                if lowest_cut is not None:
+                    for split in ("train", "test"):
+                        self.features(split, lowest_cut)
                 self.features("train", phase.cut)
                 self.features("test", phase.cut)
             self.log(f"phase '{phase.name}': training {', '.join(label for label, _, _ in phase.groups)} "

@@ -220,3 +220,30 @@ def test_bad_config():
         TrainConfig(mode="magic").check()
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         TrainConfig(batch_size=0).check()
+
+
+def test_finetune_a_small_real_resnet_keeps_batchnorm_statistics(tmp_path):
+    models = pytest.importorskip("minitl.models")
+    from minitl.data import ArrayDataset, DataSplits, PreprocessSpec
+    from minitl.train import TransferModel
+
+    minitl.manual_seed(0)
+    backbone = models.ResNet(block="basic", layers=(1, 1), widths=(4, 8), stem_width=4, num_classes=None)
+    for name, buf in backbone.named_buffers():
+        if name.endswith("running_var"):
+            buf.data[:] = 2.0  # "pretrained" statistics that must survive
+    model = TransferModel(backbone, 3, hidden=8)
+    rng = np.random.default_rng(0)
+    labels = np.arange(24) % 3
+    images = rng.integers(0, 255, (24, 16, 16, 3)).astype(np.uint8)
+    data = ArrayDataset(images, labels, ["a", "b", "c"])
+    splits = DataSplits(data, data, ["a", "b", "c"], "noise")
+    buffers = {n: b.numpy().copy() for n, b in backbone.named_buffers()}
+    trainer = Trainer(model, splits, PreprocessSpec(16), TrainConfig(mode="finetune", epochs=1, finetune_epochs=1,
+                      unfreeze=1, batch_size=8, prefetch=0), out_dir=tmp_path / "r", cache_dir=tmp_path / "c",
+                      show_progress=False)
+    assert model.segment_names == ["stem", "layer1", "layer2"]
+    result = trainer.fit()
+    for name, value in backbone.named_buffers():
+        assert np.array_equal(value.numpy(), buffers[name]), name  # BatchNorm stayed in inference mode
+    assert "finetune" in result.frozen_check and result.epochs_run == 2
