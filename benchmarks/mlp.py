@@ -127,7 +127,7 @@ def worker(framework: str, batch: int, seconds: float, warmup: int) -> dict:
     except ImportError:
         pools = "threadpoolctl not installed"
     return {"framework": framework, "batch": batch, "steps": n, "seconds": elapsed, "cpu_seconds": cpu,
-            "load_average_1min": os.getloadavg()[0],
+            "load_average_1min": os.getloadavg()[0], "cpus_used": cpu / elapsed,
             "samples_per_s": n * batch / elapsed, "ms_per_step": 1e3 * elapsed / n, "final_loss": final,
             "threadpools": pools, **info}
 
@@ -218,6 +218,14 @@ def main(argv=None) -> int:
         "note": "the machine is shared (2 cores): see load_average_1min_during_runs; a load above ~2 means other "
                 "jobs competed for the cores during the measurement",
     }
+    threads = args.threads or max(x["threadpools"][0]["num_threads"] if isinstance(x["threadpools"], list) and
+                                  x["threadpools"] else 1 for x in runs[args.batches[0]]["minitl"])
+    used = statistics.median(x["cpus_used"] for b in args.batches for fw in runs[b] for x in runs[b][fw])
+    if threads > 1 and used < 0.75 * threads:
+        report["warning"] = (f"workers ran {threads} threads but got {used:.2f} CPUs (median): other jobs held the "
+                             "cores, so threaded BLAS waited on descheduled threads; these figures measure contention, "
+                             "not throughput. Rerun on an idle machine or with --threads 1.")
+        print("WARNING: " + report["warning"], file=sys.stderr)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print()
