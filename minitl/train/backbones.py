@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 import os
 
-import numpy
-
 from .. import nn
 from ..data.transforms import PreprocessSpec
+from ..transfer import npz
 from .model import TransferModel
 
 CLASSIFIER_FORMAT = "minitl-transfer-classifier-1"
@@ -132,7 +131,7 @@ def load_backbone(weights=None, arch: str | None = None):
         raise FileNotFoundError(f"--weights {weights}: no such file")
     state = meta = None
     if str(weights).endswith(".npz"):
-        arrays, file_meta = _read_npz(os.fspath(weights))
+        arrays, file_meta = npz.read(os.fspath(weights))
         if file_meta.get("format") == CLASSIFIER_FORMAT:  # a classifier trained here, reused as a backbone
             arch = arch or file_meta.get("arch")
             state = {k[len("backbone."):]: v for k, v in arrays.items() if k.startswith("backbone.")}
@@ -175,28 +174,8 @@ def load_backbone(weights=None, arch: str | None = None):
 
 
 # ============================================================================ the trained classifier
-METADATA_KEY = "__minitl_metadata__"  # the JSON entry of minitl's .npz files (as minitl.transfer writes it)
-
-
-def _read_npz(path):
-    """(name -> array, metadata) with allow_pickle=False; a clear error for anything else."""
-    try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable .npz model file ({error})") from error
-    meta = arrays.pop(METADATA_KEY, None)
-    try:
-        meta = json.loads(str(meta.reshape(-1)[0])) if meta is not None else {}
-    except (ValueError, AttributeError) as error:
-        raise ValueError(f"{path}: damaged metadata ({error})") from error
-    return arrays, meta
-
-
 def save_classifier(path, model: TransferModel, classes, spec: PreprocessSpec, extra: dict | None = None) -> str:
     """One .npz: backbone.* and head.* arrays + JSON metadata; written atomically."""
-    from .checkpoint import atomic_write  # noqa: PLC0415
-
     backbone = model.backbone
     metadata = {
         "format": CLASSIFIER_FORMAT,
@@ -210,9 +189,7 @@ def save_classifier(path, model: TransferModel, classes, spec: PreprocessSpec, e
         "preprocessing": spec.to_dict(),
         **(extra or {}),
     }
-    arrays = {k: numpy.asarray(v) for k, v in model.state_dict().items()}
-    arrays[METADATA_KEY] = numpy.array([json.dumps(metadata, sort_keys=True)])
-    return atomic_write(path, lambda handle: numpy.savez(handle, **arrays))
+    return npz.write(path, model.state_dict(), metadata)
 
 
 def load_classifier(path):
@@ -220,7 +197,7 @@ def load_classifier(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such model file: {path}")
-    state, meta = _read_npz(path)
+    state, meta = npz.read(path)
     if meta.get("format") != CLASSIFIER_FORMAT:
         raise ValueError(f"{path} is not a classifier trained by `minitl finetune` "
                          f"(metadata format {meta.get('format')!r}); it may be a backbone: use it as --weights")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy
+
+from ..transfer.npz import atomic_write
 
 FORMAT = "minitl-checkpoint-1"
 
@@ -60,25 +61,6 @@ def _unpack(value, arrays):
     if isinstance(value, list):
         return [_unpack(v, arrays) for v in value]
     return value
-
-
-def atomic_write(path, write) -> str:
-    """Call ``write(handle)`` on a temporary file next to ``path``, fsync, then rename over ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_checkpoint(path, tree: dict) -> str:

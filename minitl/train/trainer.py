@@ -37,7 +37,8 @@ from ..data.datasets import MirroredDataset, stratified_indices
 from ..data.transforms import Compose, ImagePipeline, RandomHorizontalFlip, augmentation
 from ..optim import SGD
 from ..tensor import Tensor, no_grad
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from ..transfer.npz import atomic_write
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .features import FeatureCache, FeatureDataset, cache_key, extract
 from .metrics import accuracy, confusion_matrix, per_class_accuracy, plot_confusion, plot_learning_curves
 from .model import TransferModel, batchnorm_modules, set_trainable, state_digest, weights_digest

@@ -80,11 +80,20 @@ def write(path, state, metadata: dict | None = None) -> str:
         arrays[name] = array
     if metadata is not None:
         arrays[METADATA_KEY] = numpy.array([json.dumps(metadata, sort_keys=True)])
+    return atomic_write(path, lambda handle: numpy.savez(handle, **arrays))
+
+
+def atomic_write(path, write) -> str:
+    """Call ``write(handle)`` on a temporary file next to ``path``, fsync, then rename over ``path``."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            numpy.savez(handle, **arrays)
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
