@@ -305,15 +305,21 @@ def _window(H, W, p, q, kernel, stride, padding):
     return r0, c0, rows, cols
 
 
-def max_pool2d_reference(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """h[n, c, p, q] = max over the window's real inputs, scanned row-major; returns (h, arg-max flat index)."""
-    xp = backend.get_array_module(x)
+def _reference_geometry(shape, kernel_size, stride, padding, ceil_mode):
+    """(kernel, stride, padding, (Ho, Wo)) as pairs, for the plain-loop references."""
     kernel = _pair(kernel_size, "kernel_size", 1)
     stride = kernel if stride is None else _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
+    H, W = shape[2:]
+    return kernel, stride, padding, (pool_out_size(H, kernel[0], stride[0], padding[0], ceil_mode),
+                                     pool_out_size(W, kernel[1], stride[1], padding[1], ceil_mode))
+
+
+def max_pool2d_reference(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """h[n, c, p, q] = max over the window's real inputs, scanned row-major; returns (h, arg-max flat index)."""
+    xp = backend.get_array_module(x)
     N, C, H, W = x.shape
-    Ho = pool_out_size(H, kernel[0], stride[0], padding[0], ceil_mode)
-    Wo = pool_out_size(W, kernel[1], stride[1], padding[1], ceil_mode)
+    kernel, stride, padding, (Ho, Wo) = _reference_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     y = xp.zeros((N, C, Ho, Wo), dtype=x.dtype)
     arg = xp.zeros((N, C, Ho, Wo), dtype=xp.int64)
     for n in range(N):
@@ -333,12 +339,8 @@ def max_pool2d_reference(x, kernel_size, stride=None, padding=0, ceil_mode=False
 def avg_pool2d_reference(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """h[n, c, p, q] = (sum of the window's real inputs) / |R|, |R| as PyTorch counts it."""
     xp = backend.get_array_module(x)
-    kernel = _pair(kernel_size, "kernel_size", 1)
-    stride = kernel if stride is None else _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
     N, C, H, W = x.shape
-    Ho = pool_out_size(H, kernel[0], stride[0], padding[0], ceil_mode)
-    Wo = pool_out_size(W, kernel[1], stride[1], padding[1], ceil_mode)
+    kernel, stride, padding, (Ho, Wo) = _reference_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     y = xp.zeros((N, C, Ho, Wo), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
