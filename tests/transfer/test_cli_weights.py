@@ -54,6 +54,19 @@ def test_inspect_lists_names_shapes_dtypes(capsys):
     assert "conv1.weight" in text and "(8, 3, 7, 7)" in text and "float32" in text and "more (--all" in text
 
 
+def test_inspect_into_a_closed_pipe_ends_quietly():
+    """`minitl weights inspect F --all | head -1`: the reader leaves early; no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "minitl", "weights", "inspect", MINI_PTH, "--all"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the first write: writing raises BrokenPipeError
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr
+
+
 def test_convert_pth_to_npz_keeps_every_array(tmp_path, capsys):
     out = tmp_path / "mini.npz"
     assert main(["weights", "convert", MINI_PTH, "-o", str(out), "--json"]) == 0
