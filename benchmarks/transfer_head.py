@@ -9,8 +9,9 @@ minitl runs the real code path (``Trainer._train_epoch``: DataLoader over the ca
 forward, cross-entropy, backward, SGD step, NaN check, running accuracy).  PyTorch runs the same
 loop written plainly.  ``numpy-floor`` is the least any NumPy engine must do per step, written
 bare: the shuffled gather, the two GEMMs of the wide layer (x·W₁ᵀ and dJ/dW₁ = gᵀx), ReLU and the
-small second layer — no autograd, no optimizer state, no loss bookkeeping.  Each (round, batch size, framework) is a separate process, frameworks
-alternated A B / B A, median of the rounds; the ratio is minitl / torch epoch time.
+small second layer — no autograd, no optimizer state, no loss bookkeeping.  Each (round, batch
+size, worker) is a separate process, workers alternated in order and reversed order, median of
+the rounds; the ratios are minitl / torch and minitl / floor epoch time.
 
     python benchmarks/transfer_head.py                 # writes benchmarks/results/transfer_head.json
     python benchmarks/transfer_head.py --rounds 5 --batches 32,256

@@ -308,3 +308,17 @@ def test_seeding_makes_initialisation_reproducible():
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
     assert not np.array_equal(a["layers.0.weight"], c["layers.0.weight"])
+
+
+def test_evaluating_switches_to_eval_and_restores_each_modules_own_mode():
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Dropout(0.5))
+    model.train()
+    model[2].eval()  # a mixed state: the Dropout alone already in eval mode
+    before = [m.training for m in model.modules()]
+    with model.evaluating():
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(RuntimeError):
+        with model.evaluating():
+            raise RuntimeError("interrupted")
+    assert [m.training for m in model.modules()] == before

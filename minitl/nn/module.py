@@ -7,6 +7,7 @@ PyTorch checkpoint maps one to one.  No math lives here.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -177,6 +178,18 @@ class Module:
 
     def eval(self) -> Module:
         return self.train(False)
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Inference mode for the duration of a ``with`` block (BatchNorm uses, never updates, its
+        running statistics); afterwards every sub-module is back in its own mode, mixed or not."""
+        modes = [(module, module.training) for module in self.modules()]
+        self.eval()
+        try:
+            yield self
+        finally:
+            for module, mode in modes:
+                object.__setattr__(module, "training", mode)
 
     def requires_grad_(self, flag: bool = True) -> Module:
         """Freeze (False) or unfreeze (True) every parameter: a frozen one takes no part in the graph."""

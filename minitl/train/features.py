@@ -140,10 +140,8 @@ def extract(model, source, start: int, stop: int, batch_size: int, to_tensor, po
     began = time.perf_counter()
     allocate = allocate or (lambda shape, dtype: numpy.empty(shape, dtype=dtype))
     rows, labels, filled = None, [], 0
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()  # frozen layers compute in inference mode (BatchNorm: running statistics, never updated)
-    try:
-        with no_grad():
+    try:  # frozen layers compute in inference mode (BatchNorm: running statistics, never updated)
+        with model.evaluating(), no_grad():
             for x, y in loader:
                 h = model.run_segments(to_tensor(x), start, stop)
                 if pool:
@@ -156,8 +154,6 @@ def extract(model, source, start: int, stop: int, batch_size: int, to_tensor, po
                 labels.append(numpy.asarray(y))
                 bar.update(len(h))
     finally:
-        for module, mode in modes:
-            object.__setattr__(module, "training", mode)
         bar.close()
     labels = numpy.concatenate(labels) if labels else numpy.zeros(0, numpy.int64)
     return rows, labels, time.perf_counter() - began

@@ -107,12 +107,8 @@ class TransferModel(nn.Module):
         if feature_dim is None:
             if probe_shape is None:
                 raise ValueError("TransferModel: give feature_dim, or probe_shape to measure it")
-            modes = [(m, m.training) for m in backbone.modules()]
-            backbone.eval()  # a probe must not touch BatchNorm statistics
-            with no_grad():
+            with backbone.evaluating(), no_grad():  # a probe must not touch BatchNorm statistics
                 feature_dim = self.features(Tensor(numpy.zeros((1,) + tuple(probe_shape), numpy.float32))).shape[1]
-            for module, mode in modes:
-                object.__setattr__(module, "training", mode)
         self.head = ClassifierHead(int(feature_dim), num_classes, hidden)
 
     @property

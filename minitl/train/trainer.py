@@ -387,20 +387,16 @@ class Trainer:
         else:
             loader = self._image_loader(source, train=False, seed=0, batch_size=self.config.eval_batch_size)
         loader.set_epoch(0)
-        was_training = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
         outputs, labels = [], []
         bar = progress_bar(len(loader.dataset), desc=desc, enabled=self.show_progress, unit="img")
         try:
-            with no_grad():
+            with self.model.evaluating(), no_grad():
                 for x, y in loader:
                     outputs.append(self.model.forward_from(self._tensor(x), start).numpy())
                     labels.append(numpy.asarray(y))
                     bar.update(len(y))
         finally:
             bar.close()
-            for module, mode in was_training:
-                object.__setattr__(module, "training", mode)
         return numpy.concatenate(outputs), numpy.concatenate(labels)
 
     def _evaluate(self, phase, full: bool, desc: str):
