@@ -27,7 +27,8 @@ ALLOWED = {
     "models": ENGINE | {"functional", "nn"},
     "data": set(),
     "transfer": ENGINE | {"functional", "nn", "models"},
-    "train": ENGINE | {"functional", "nn", "models", "optim", "data", "transfer"},
+    "distributed": ENGINE,
+    "train": ENGINE | {"functional", "nn", "models", "optim", "data", "transfer", "distributed"},
     "bench": ENGINE | {"functional", "nn", "models", "optim"},
     "cli": None,  # the top: may use everything
 }
