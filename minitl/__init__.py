@@ -3,10 +3,11 @@ __version__ = "0.1.0"
 
 from . import backend, functional, nn, optim  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
+from .inspect import trace  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .tensor import Tensor, cat, concatenate, enable_grad, is_grad_enabled, no_grad, ones, stack, tensor, zeros  # noqa: E402
 
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "cat", "concatenate", "stack", "no_grad", "enable_grad",
-    "is_grad_enabled", "manual_seed", "backend", "functional", "nn", "optim", "gradcheck", "__version__",
+    "is_grad_enabled", "manual_seed", "backend", "functional", "nn", "optim", "gradcheck", "trace", "__version__",
 ]

@@ -27,6 +27,20 @@ DEFAULT_DTYPE = numpy.float32
 
 _state = threading.local()
 
+# An optional observer of the engine (minitl.inspect's trace and cost model set it for the length of
+# one recording; None otherwise, so the engine pays one global lookup per op).  It is called as
+#   hook("forward", fn, input_tensors, output_tensor, options)   after each Function.apply,
+#   hook("backward", fn, output_tensor, grad_output, input_grads) after each fn.backward, before release,
+#   hook("leaf", None, leaf_tensor, grad, None)                 when a gradient reaches a leaf.
+_hook = None
+
+
+def set_hook(hook):
+    """Install ``hook`` as the engine's observer (None removes it); returns the previous one."""
+    global _hook
+    previous, _hook = _hook, hook
+    return previous
+
 
 def is_grad_enabled() -> bool:
     return getattr(_state, "grad_enabled", True)
@@ -205,6 +219,8 @@ class Tensor:
                 continue
             fn = tensor._ctx
             if fn is None:  # a leaf: accumulate, like PyTorch
+                if _hook is not None:
+                    _hook("leaf", None, tensor, g, None)
                 if tensor.grad is None:
                     # a leaf owns its .grad: copy the caller's array, views (a read-only broadcast,
                     # say) and arrays another leaf already got (Add hands the same g to both inputs)
@@ -218,6 +234,8 @@ class Tensor:
             input_grads = fn.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
+            if _hook is not None:
+                _hook("backward", fn, tensor, g, input_grads)
             for parent, parent_grad in zip(fn.inputs, input_grads):
                 if parent is None or parent_grad is None or not parent.requires_grad:
                     continue
@@ -434,6 +452,8 @@ class Function:
         if out.requires_grad:
             fn.inputs = tensors
             out._ctx = fn
+        if _hook is not None:
+            _hook("forward", fn, tensors, out, options)
         return out
 
     def forward(self, *arrays, **options):  # pragma: no cover - interface

@@ -30,6 +30,7 @@ ALLOWED = {
     "distributed": ENGINE,
     "train": ENGINE | {"functional", "nn", "models", "optim", "data", "transfer", "distributed"},
     "bench": ENGINE | {"functional", "nn", "models", "optim"},
+    "inspect": ENGINE | {"gradcheck", "functional", "nn", "models", "optim", "transfer"},
     "cli": None,  # the top: may use everything
 }
 # script entry points that reuse the CLI's argument parser (``python -m minitl.bench`` on a bare GPU box)

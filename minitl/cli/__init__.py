@@ -11,7 +11,7 @@ import sys
 
 from .. import __version__
 
-COMMAND_MODULES = ["info", "demo", "weights", "train", "bench"]
+COMMAND_MODULES = ["info", "demo", "weights", "train", "bench", "inspect"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,13 @@
+"""Instruments for studying the engine: trace, graph, cost model, layer-by-layer diff.
+
+    trace.py     minitl.trace: every op forward and backward, values, finite-difference checks
+    fdcheck.py   the float64 check of one recorded op's backward
+    examples.py  the tiny built-in models (neuron, mlp, cnn, ...)
+    _record.py   the engine observer and the layer scope they share
+
+This layer reads tensors, graphs and models; it sits above models/ and below cli/.
+"""
+from .examples import EXAMPLES, Example, build
+from .trace import Step, Trace, trace
+
+__all__ = ["trace", "Trace", "Step", "build", "Example", "EXAMPLES"]

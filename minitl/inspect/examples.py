@@ -1,0 +1,63 @@
+"""Tiny built-in models to study: the cases ``minitl trace`` / ``graph`` / ``summary`` know by name.
+
+Each builder is seeded and returns an :class:`Example`: the model, its input(s), the loss J of its
+output, and a sentence saying what it is.  Inputs are tiny so every number can be checked by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy
+
+from .. import functional as F
+from .. import nn
+from .. import random as mt_random
+from ..tensor import Tensor
+
+
+@dataclass
+class Example:
+    model: nn.Module
+    inputs: tuple
+    loss: object  # callable: output -> scalar Tensor
+    description: str
+    input_shape: tuple  # one sample's shape (no batch axis), for the cost model
+
+
+def neuron(seed: int = 0) -> Example:
+    """h = σ(wᵀx + b) with 3 inputs, loss J = (h − 1)²."""
+    mt_random.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(3, 1), nn.Sigmoid())
+    x = Tensor(numpy.array([[0.5, -1.0, 2.0]], dtype=numpy.float32))
+    target = Tensor(numpy.ones((1, 1), dtype=numpy.float32))
+    return Example(model, (x,), lambda h: F.mse_loss(h, target), "a dense neuron h = σ(wᵀx + b), J = (h − 1)²", (3,))
+
+
+def mlp(seed: int = 0) -> Example:
+    """4 → 5 → 3 with ReLU, cross-entropy on two samples."""
+    mt_random.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    x = Tensor(numpy.random.default_rng(seed).standard_normal((2, 4)).astype(numpy.float32))
+    target = Tensor(numpy.array([0, 2]))
+    return Example(model, (x,), lambda y: F.cross_entropy(y, target),
+                   "a 2-layer MLP 4-5-3 (ReLU), cross-entropy on 2 samples", (4,))
+
+
+def cnn(seed: int = 0) -> Example:
+    """conv 3×3 (1 → 2 channels, padding 1) + ReLU + max-pool 2×2 + dense 18 → 3 on one 6×6 image."""
+    mt_random.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(1),
+                          nn.Linear(2 * 3 * 3, 3))
+    x = Tensor(numpy.random.default_rng(seed).standard_normal((1, 1, 6, 6)).astype(numpy.float32))
+    target = Tensor(numpy.array([1]))
+    return Example(model, (x,), lambda y: F.cross_entropy(y, target),
+                   "conv 3x3 (1->2) + ReLU + max-pool 2x2 + dense 18->3, cross-entropy on one 6x6 image", (1, 6, 6))
+
+
+EXAMPLES = {"neuron": neuron, "mlp": mlp, "cnn": cnn}
+
+
+def build(name: str, seed: int = 0) -> Example:
+    if name not in EXAMPLES:
+        raise ValueError(f"unknown example {name!r}; choose one of {', '.join(EXAMPLES)}")
+    return EXAMPLES[name](seed)
