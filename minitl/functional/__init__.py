@@ -3,6 +3,7 @@
     dense.py       linear                      y = x Wᵀ + b
     activation.py  sigmoid, tanh, relu, ...    h = f(a)
     loss.py        cross_entropy, mse_loss...  J(ŷ, y)
+    multitask.py   joint_loss, task_terms      J = Σ_k λ_k L_k, or Σ_k exp(−s_k) L_k + s_k
     dropout.py     dropout
     conv.py        conv2d                      h_j = Σ_{i∈M_j} h_i * k_ij + b_j
     pool.py        max_pool2d, avg_pool2d...   h_j = max_{i∈R_j} a_i
@@ -15,9 +16,11 @@ from .dropout import dropout
 from .norm import batch_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss
+from .multitask import joint_loss, task_terms
 
 __all__ = [
     "linear", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softmax", "log_softmax",
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "dropout",
+    "joint_loss", "task_terms",
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
 ]

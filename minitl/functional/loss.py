@@ -1,6 +1,8 @@
 """Loss functions J(ŷ, y) — the quantity SGD descends: w ← w − η ∂J/∂w."""
 from __future__ import annotations
 
+import numpy
+
 from .. import backend
 from ..tensor import Function, Tensor
 from .activation import log_softmax
@@ -57,18 +59,26 @@ def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
     return NLLLoss.apply(log_probs, target, reduction=reduction)
 
 
-def cross_entropy(logits: Tensor, target, label_smoothing: float = 0.0, reduction: str = "mean") -> Tensor:
+def cross_entropy(logits: Tensor, target, label_smoothing: float = 0.0, reduction: str = "mean",
+                  ignore_index: int | None = None) -> Tensor:
     """Cross-entropy of softmax(logits) against the targets:
 
         J = −(1/N) Σ_n Σ_c q_{n,c} log softmax(z_n)_c
 
     q is one-hot for integer class targets (N,), or the given probabilities (N, C).  With
     label smoothing ε: q ← (1 − ε) q + ε / C.  Its gradient is dJ/dz = (softmax(z) − q) / N.
+
+    ``ignore_index`` (integer targets): examples whose target equals it carry no label; with
+    M = {n : y_n ≠ ignore_index} the loss is J = −(1/|M|) Σ_{n∈M} Σ_c q_{n,c} log softmax(z_n)_c
+    (PyTorch's rule), an ignored example's gradient is exactly 0, and a batch with no label
+    at all gives J = 0 (PyTorch gives NaN) so a multi-task step can go on with the other tasks.
     """
     target = target if isinstance(target, Tensor) else Tensor(target)
     _check_logits_target(logits, target, "cross_entropy")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if ignore_index is not None:
+        return _masked_cross_entropy(logits, target, label_smoothing, reduction, int(ignore_index))
     log_p = log_softmax(logits, dim=-1)
     num_classes = logits.shape[1]
     if target.dtype.kind in "iu":
@@ -81,6 +91,28 @@ def cross_entropy(logits: Tensor, target, label_smoothing: float = 0.0, reductio
     if label_smoothing:
         q = q * (1 - label_smoothing) + label_smoothing / num_classes
     return _reduce(-(q * log_p).sum(axis=1), reduction)
+
+
+def _masked_cross_entropy(logits: Tensor, target: Tensor, label_smoothing: float, reduction: str,
+                          ignore_index: int) -> Tensor:
+    """Per-example cross-entropy times the label mask m_n = [y_n ≠ ignore_index]; the mean divides by
+    max(Σ_n m_n, 1).  Ignored rows are looked up at class 0 and multiplied by 0 (value and gradient)."""
+    if target.dtype.kind not in "iu":
+        raise ValueError("cross_entropy: ignore_index needs integer class targets")
+    xp = backend.get_array_module(logits.data)
+    labelled = target.data != ignore_index
+    num_classes = logits.shape[1]
+    safe = xp.where(labelled, target.data, 0)
+    # checked on the host only (on a GPU the check would cost a device->host read every step)
+    if xp is numpy and bool((labelled & ((safe < 0) | (safe >= num_classes))).any()):
+        raise ValueError(f"cross_entropy: targets must be in [0, {num_classes}) or equal ignore_index={ignore_index}")
+    per_sample = cross_entropy(logits, Tensor(safe), label_smoothing=label_smoothing, reduction="none")
+    mask = labelled.astype(logits.dtype)
+    per_sample = per_sample * Tensor(mask)
+    if reduction == "mean":
+        count = xp.maximum(mask.sum(), 1).astype(logits.dtype)
+        return per_sample.sum() * Tensor((1 / count).astype(logits.dtype))
+    return _reduce(per_sample, reduction)
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002 (torch name)

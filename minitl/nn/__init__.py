@@ -2,15 +2,16 @@
 from . import init
 from .conv import Conv2d
 from .layers import (
-    GELU, Dropout, Flatten, Identity, LeakyReLU, Linear, ModuleList, ReLU, Sequential, Sigmoid, Softmax, Tanh,
+    GELU, Dropout, Flatten, Identity, LeakyReLU, Linear, ModuleDict, ModuleList, ReLU, Sequential, Sigmoid, Softmax, Tanh,
 )
 from .module import LoadReport, Module, Parameter, StateDictError
+from .multitask import MultiTask
 from .norm import BatchNorm1d, BatchNorm2d
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
     "Module", "Parameter", "LoadReport", "StateDictError", "init",
-    "Linear", "Sequential", "ModuleList", "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
+    "Linear", "Sequential", "ModuleList", "ModuleDict", "MultiTask", "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
     "Dropout", "Flatten", "Identity",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
 ]

@@ -183,3 +183,46 @@ def test_loss_of_float32_logits_stays_float32():
     assert F.cross_entropy(z, minitl.Tensor(np.array([0, 1]))).dtype == np.float32
     assert F.cross_entropy(z, minitl.Tensor(np.array([0, 1])), label_smoothing=0.1).dtype == np.float32
     assert F.mse_loss(z, np.ones((2, 3))).dtype == np.float32
+
+
+@with_backend
+@given(data=st.data(), reduction=REDUCTIONS, smoothing=st.sampled_from([0.0, 0.2]))
+def test_cross_entropy_ignore_index_is_the_mean_over_labelled_examples(backend, data, reduction, smoothing):
+    z, target = data.draw(logits_and_classes())
+    drop = np.array(data.draw(st.lists(st.booleans(), min_size=len(target), max_size=len(target))))
+    target = np.where(drop, -1, target)
+    labelled = target != -1
+    c = z.shape[1]
+    q = (1 - smoothing) * _one_hot(np.where(labelled, target, 0), c) + smoothing / c
+    per = np.where(labelled, _cross_entropy_loops(z, q), 0.0)
+    expected = {"mean": per.sum() / max(labelled.sum(), 1), "sum": per.sum(), "none": per}[reduction]
+    out = F.cross_entropy(tensor(z), tensor(target), label_smoothing=smoothing, reduction=reduction, ignore_index=-1)
+    assert_forward(out, expected, z.dtype, rtol=1e-5 if z.dtype == np.float32 else 1e-11, atol=1e-6)
+    fn = lambda t: F.cross_entropy(t, tensor(target), label_smoothing=smoothing, reduction=reduction, ignore_index=-1)  # noqa: E731
+    check_grad(fn, z)
+    t = tensor(z.astype(np.float64), requires_grad=True)
+    out = fn(t)
+    out.backward(np.ones(out.shape))
+    assert not np.any(t.grad.numpy()[~labelled]), "an unlabelled example got a gradient"
+
+
+def test_cross_entropy_ignore_index_errors_and_empty_batch():
+    z = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="ignore_index"):
+        F.cross_entropy(minitl.Tensor(z), minitl.Tensor(np.array([0, 5])), ignore_index=-1)
+    with pytest.raises(ValueError, match="ignore_index"):
+        F.cross_entropy(minitl.Tensor(z), minitl.Tensor(np.array([0, -2])), ignore_index=-1)
+    t = minitl.Tensor(z, requires_grad=True)
+    loss = F.cross_entropy(t, minitl.Tensor(np.array([-1, -1])), ignore_index=-1)
+    loss.backward()
+    assert loss.item() == 0.0 and not np.any(t.grad.numpy())
+
+
+def test_cross_entropy_ignore_index_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((7, 4)).astype(np.float32)
+    target = np.array([0, -1, 3, 2, -1, 1, 3])
+    for kwargs in ({}, {"label_smoothing": 0.1}, {"reduction": "sum"}):
+        against_torch(lambda a, y: F.cross_entropy(a, y, ignore_index=-1, **kwargs),
+                      lambda a, y: torch.nn.functional.cross_entropy(a, y, ignore_index=-1, **kwargs), z, target)
