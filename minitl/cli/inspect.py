@@ -17,7 +17,33 @@ def run_trace(args) -> int:
     return 0 if not result.failed_checks() else 1
 
 
+def run_graph(args) -> int:
+    from ..inspect.examples import model_and_input  # noqa: PLC0415
+    from ..inspect.graph import graph_of, render  # noqa: PLC0415
+
+    example = model_and_input(args.model, args.input_size, args.batch)
+    frozen = [n for n, p in example.model.named_parameters() if any(n.startswith(f) for f in args.freeze)]
+    for prefix in args.freeze:
+        if not any(n.startswith(prefix) for n in frozen):
+            raise ValueError(f"--freeze {prefix!r} matches no parameter of {args.model}")
+    params = dict(example.model.named_parameters())
+    for name in frozen:
+        params[name].requires_grad_(False)
+    loss = example.loss if args.model in mi.EXAMPLES else None
+    graph = graph_of(example.model, example.inputs, loss)
+    title = f"{args.model}: {example.description}"
+    if args.output is None:
+        print(graph.to_dot(title), end="")
+        return 0
+    tool = render(graph, args.output, title)
+    counts = graph.counts()
+    print(f"wrote {args.output} ({tool}): {counts.get('op', 0)} ops, {counts.get('parameter', 0)} parameters, "
+          f"{counts.get('frozen', 0)} frozen, {counts.get('input', 0)} inputs/constants, {len(graph.edges)} edges")
+    return 0
+
+
 def register(subparsers) -> None:
+    _register_graph(subparsers)
     parser = subparsers.add_parser(
         "trace", help="run a tiny model and show every op forward and backward, with finite-difference checks")
     parser.add_argument("model", choices=sorted(mi.EXAMPLES), help="which built-in tiny model")
@@ -26,3 +52,21 @@ def register(subparsers) -> None:
                         help="elements checked by finite differences per op input, sampled beyond (default 64)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run_trace)
+
+
+def _add_model_arguments(parser, default_size: int) -> None:
+    parser.add_argument("model", help="a tiny example (neuron, mlp, cnn, ...) or an architecture (resnet18, ...)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help=f"image side S of the (batch, 3, S, S) input of an architecture (default {default_size})")
+    parser.add_argument("--batch", type=int, default=1, help="batch size of that input (default 1)")
+
+
+def _register_graph(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "graph", help="the autograd graph of a model's output as Graphviz DOT, PNG or SVG")
+    _add_model_arguments(parser, 32)
+    parser.add_argument("-o", "--output", default=None,
+                        help="write .dot, .png, .svg or .pdf (Graphviz's dot, else matplotlib); default: DOT on stdout")
+    parser.add_argument("--freeze", action="append", default=[], metavar="PREFIX",
+                        help="freeze the parameters whose name starts with PREFIX (repeatable), drawn dashed")
+    parser.set_defaults(handler=run_graph)

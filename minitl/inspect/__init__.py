@@ -1,6 +1,7 @@
 """Instruments for studying the engine: trace, graph, cost model, layer-by-layer diff.
 
     trace.py     minitl.trace: every op forward and backward, values, finite-difference checks
+    graph.py     the autograd graph as DOT, PNG/SVG (Graphviz or matplotlib)
     fdcheck.py   the float64 check of one recorded op's backward
     examples.py  the tiny built-in models (neuron, mlp, cnn, ...)
     _record.py   the engine observer and the layer scope they share
@@ -8,6 +9,7 @@
 This layer reads tensors, graphs and models; it sits above models/ and below cli/.
 """
 from .examples import EXAMPLES, Example, build
+from .graph import Graph, build_graph, graph_of, render, to_dot
 from .trace import Step, Trace, trace
 
-__all__ = ["trace", "Trace", "Step", "build", "Example", "EXAMPLES"]
+__all__ = ["trace", "Trace", "Step", "build", "Example", "EXAMPLES", "Graph", "build_graph", "graph_of", "to_dot", "render"]

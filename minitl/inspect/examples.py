@@ -61,3 +61,36 @@ def build(name: str, seed: int = 0) -> Example:
     if name not in EXAMPLES:
         raise ValueError(f"unknown example {name!r}; choose one of {', '.join(EXAMPLES)}")
     return EXAMPLES[name](seed)
+
+
+def model_names() -> list:
+    """Every name ``model_and_input`` knows: the tiny examples, then the architectures of models/."""
+    from ..models import ARCHS  # noqa: PLC0415
+
+    return list(EXAMPLES) + list(ARCHS)
+
+
+def model_and_input(name: str, input_size: int | None = None, batch: int = 1, seed: int = 0,
+                    default_size: int = 32) -> Example:
+    """A tiny example by name, or an architecture of ``models/`` (random weights) with a random
+    (batch, 3, S, S) image (S = ``input_size``, default ``default_size``), in inference mode
+    (BatchNorm uses running statistics, so batch 1 works); the loss is the sum of its logits (the
+    graph and the costs do not depend on which loss)."""
+    if name in EXAMPLES:
+        example = build(name, seed)
+        if batch != 1 or input_size is not None:
+            raise ValueError(f"the tiny example {name!r} has a fixed input {example.inputs[0].shape}; "
+                             "--batch/--input-size apply to the architectures")
+        return example
+    from ..models import ARCHS, create  # noqa: PLC0415
+
+    if name not in ARCHS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
+    if batch < 1 or (input_size is not None and input_size < 8):
+        raise ValueError(f"batch must be >= 1 and input size >= 8, got batch {batch}, input size {input_size}")
+    mt_random.manual_seed(seed)
+    model = create(name).eval()  # BatchNorm in inference mode: any batch size, the graph is the same
+    size = input_size or default_size
+    x = Tensor(numpy.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(numpy.float32))
+    return Example(model, (x,), lambda y: y.sum(), f"{name} (random weights) on a {batch}x3x{size}x{size} input",
+                   (3, size, size))
