@@ -8,6 +8,7 @@
     conv.py        conv2d                      h_j = Σ_{i∈M_j} h_i * k_ij + b_j
     pool.py        max_pool2d, avg_pool2d...   h_j = max_{i∈R_j} a_i
     norm.py        batch_norm                  y = γ (x − μ)/√(σ² + ε) + β
+    recurrent.py   rnn/lstm/gru cells, layers  h_t = f(W_x x_t + W_h h_{t−1} + b), LSTM, GRU
 """
 from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv2d
@@ -15,6 +16,7 @@ from .dense import linear
 from .dropout import dropout
 from .norm import batch_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from .recurrent import gru_cell, gru_layer, lstm_cell, lstm_layer, rnn_cell, rnn_layer, sequence_mask
 from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss
 from .multitask import joint_loss, task_terms
 
@@ -23,4 +25,5 @@ __all__ = [
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "dropout",
     "joint_loss", "task_terms",
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
+    "rnn_cell", "lstm_cell", "gru_cell", "rnn_layer", "lstm_layer", "gru_layer", "sequence_mask",
 ]

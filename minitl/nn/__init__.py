@@ -8,10 +8,12 @@ from .module import LoadReport, Module, Parameter, StateDictError
 from .multitask import MultiTask
 from .norm import BatchNorm1d, BatchNorm2d
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .rnn import GRU, LSTM, RNN, RNNBase
 
 __all__ = [
     "Module", "Parameter", "LoadReport", "StateDictError", "init",
     "Linear", "Sequential", "ModuleList", "ModuleDict", "MultiTask", "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
     "Dropout", "Flatten", "Identity",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
+    "RNNBase", "RNN", "LSTM", "GRU",
 ]
