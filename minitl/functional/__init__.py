@@ -9,11 +9,18 @@
     pool.py        max_pool2d, avg_pool2d...   h_j = max_{i∈R_j} a_i
     norm.py        batch_norm                  y = γ (x − μ)/√(σ² + ε) + β
     recurrent.py   rnn/lstm/gru cells, layers  h_t = f(W_x x_t + W_h h_{t−1} + b), LSTM, GRU
+    layer_norm.py  layer_norm                  y = γ (x − μ)/√(σ² + ε) + β, per position
+    embedding.py   embedding                   y = W[ids]
+    attention.py   scaled_dot_product_attention, multi_head_attention, masked_softmax
+                                               O = softmax(Q Kᵀ/√d + M) V
 """
+from .attention import additive_mask, masked_softmax, multi_head_attention, scaled_dot_product_attention
 from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv2d
 from .dense import linear
 from .dropout import dropout
+from .embedding import embedding
+from .layer_norm import layer_norm
 from .norm import batch_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .recurrent import gru_cell, gru_layer, lstm_cell, lstm_layer, rnn_cell, rnn_layer, sequence_mask
@@ -26,4 +33,6 @@ __all__ = [
     "joint_loss", "task_terms",
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
     "rnn_cell", "lstm_cell", "gru_cell", "rnn_layer", "lstm_layer", "gru_layer", "sequence_mask",
+    "layer_norm", "embedding", "scaled_dot_product_attention", "multi_head_attention", "masked_softmax",
+    "additive_mask",
 ]

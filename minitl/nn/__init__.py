@@ -4,11 +4,13 @@ from .conv import Conv2d
 from .layers import (
     GELU, Dropout, Flatten, Identity, LeakyReLU, Linear, ModuleDict, ModuleList, ReLU, Sequential, Sigmoid, Softmax, Tanh,
 )
+from .embedding import Embedding
 from .module import LoadReport, Module, Parameter, StateDictError
 from .multitask import MultiTask
-from .norm import BatchNorm1d, BatchNorm2d
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .rnn import GRU, LSTM, RNN, RNNBase
+from .transformer import MultiheadAttention, TransformerEncoderLayer
 
 __all__ = [
     "Module", "Parameter", "LoadReport", "StateDictError", "init",
@@ -16,4 +18,5 @@ __all__ = [
     "Dropout", "Flatten", "Identity",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
     "RNNBase", "RNN", "LSTM", "GRU",
+    "Embedding", "LayerNorm", "MultiheadAttention", "TransformerEncoderLayer",
 ]

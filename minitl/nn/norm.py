@@ -80,3 +80,25 @@ class BatchNorm1d(_BatchNorm):
     """Batch normalisation over N (and L) for each channel of an (N, C) or (N, C, L) input."""
 
     _expected_dims = (2, 3)
+
+
+class LayerNorm(Module):
+    """y = γ ⊙ (x − μ)/√(σ² + ε) + β over the trailing axes ``normalized_shape`` (the math is F.layer_norm).
+
+    Parameters ``weight`` (γ, ones) and ``bias`` (β, zeros) when ``elementwise_affine``; no buffers:
+    training and evaluation compute the same thing.
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 dtype=numpy.float32, device=None):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
+        self.weight = Parameter(numpy.ones(shape, dtype=dtype), device=device) if elementwise_affine else None
+        self.bias = Parameter(numpy.zeros(shape, dtype=dtype), device=device) if elementwise_affine and bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
