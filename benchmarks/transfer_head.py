@@ -5,7 +5,8 @@ takes under 1 s.  The vectors are 1024-wide (resnet50_1by2's pooled features; no
 ReLU outputs, random: speed does not depend on the values); the head is Dense(512, ReLU) ->
 Dense(10); SGD lr 0.001, momentum 0.9, Nesterov, decay 1e-6; shuffled mini-batches.
 
-minitl runs the real code path (``Trainer._train_epoch``: DataLoader over the cached features,
+minitl runs the real code path (``minitl.train.loop.train_epoch`` as the Trainer calls it: DataLoader over
+the cached features,
 forward, cross-entropy, backward, SGD step, NaN check, running accuracy).  PyTorch runs the same
 loop written plainly.  ``numpy-floor`` is the least any NumPy engine must do per step, written
 bare: the shuffled gather, the two GEMMs of the wide layer (x·W₁ᵀ and dJ/dW₁ = gᵀx), ReLU and the
@@ -43,25 +44,27 @@ def _data():
 
 def _minitl_epoch(batch: int) -> float:
     import minitl
-    from minitl.data import ArrayDataset, DataSplits
+    from minitl.data import DataLoader
     from minitl.optim import SGD
-    from minitl.train import FeatureDataset, TinyNet, TrainConfig, Trainer, TransferModel
+    from minitl.train import FeatureDataset, TinyNet, TrainConfig, TransferModel
+    from minitl.train.loop import to_tensor, train_epoch
+    from minitl.train.plan import plan_phases
 
     x, y = _data()
     minitl.manual_seed(0)
     model = TransferModel(TinyNet(2, width=DIM), CLASSES)
-    dummy = ArrayDataset(x[:CLASSES, :4].reshape(-1, 2, 2), list(range(CLASSES)))
-    splits = DataSplits(dummy, dummy, [str(i) for i in range(CLASSES)], "random features")
-    from minitl.data import PreprocessSpec
-
-    trainer = Trainer(model, splits, PreprocessSpec(2), TrainConfig(batch_size=batch, cache=False),
-                      show_progress=False)
-    phase = trainer.plan()[0]
-    trainer._features[("train", phase.cut)] = FeatureDataset(x, y)
+    phase = plan_phases(TrainConfig(batch_size=batch), model)[0]  # the head on cached pooled features
+    loader = DataLoader(FeatureDataset(x, y), batch_size=batch, shuffle=True, seed=phase.seed)  # as the Trainer's
     optimizer = SGD(model.head.parameters(), lr=1e-3, momentum=0.9, nesterov=True, decay=1e-6)
-    trainer._train_epoch(phase, 0, optimizer, "", None)  # warm-up epoch (allocations, BLAS threads)
+    model.train()
+
+    def epoch(e):
+        loader.set_epoch(e)
+        train_epoch(model, phase, e, loader, optimizer, to_tensor, show_progress=False)
+
+    epoch(0)  # warm-up epoch (allocations, BLAS threads)
     began = time.perf_counter()
-    trainer._train_epoch(phase, 1, optimizer, "", None)
+    epoch(1)
     return time.perf_counter() - began
 
 

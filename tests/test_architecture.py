@@ -26,9 +26,10 @@ ALLOWED = {
     "optim": ENGINE,
     "models": ENGINE | {"functional", "nn"},
     "data": set(),
-    "transfer": ENGINE | {"functional", "nn", "models"},
+    "fileio": set(),  # atomic file writes: knows nothing of minitl
+    "transfer": ENGINE | {"functional", "nn", "models", "fileio"},
     "distributed": ENGINE,
-    "train": ENGINE | {"functional", "nn", "models", "optim", "data", "transfer", "distributed"},
+    "train": ENGINE | {"functional", "nn", "models", "optim", "data", "transfer", "distributed", "fileio"},
     "bench": ENGINE | {"functional", "nn", "models", "optim"},
     "inspect": ENGINE | {"gradcheck", "functional", "nn", "models", "optim", "transfer"},
     "cli": None,  # the top: may use everything

@@ -111,7 +111,7 @@ def test_compare_prints_the_table_and_a_verdict(capsys, workspace):
 
 def test_compare_gives_every_mode_the_untouched_pretrained_backbone(workspace):
     from minitl.train import load_classifier, workflow
-    from minitl.train.trainer import TrainConfig
+    from minitl.train import TrainConfig
 
     job = workflow.Job(weights=str(workspace / "tiny.npz"), data=str(workspace / "data"),
                        cache_dir=str(workspace / "cache"), hidden=16)

@@ -365,7 +365,7 @@ def test_trainer_epoch_reads_once_per_step_and_copies_only_the_batch(monkeypatch
     sys.path.insert(0, str(Path(__file__).parent / "train"))
     from train_helpers import make_model, make_splits, spec_of
 
-    from minitl.train.trainer import TrainConfig, Trainer
+    from minitl.train import TrainConfig, Trainer
 
     splits, model = make_splits(n_train=24, n_test=6), make_model()
     model.to(DEVICE)

@@ -43,7 +43,7 @@ def _job(args):
 
 
 def _config(args, mode):
-    from ..train.trainer import TrainConfig  # noqa: PLC0415
+    from ..train.plan import TrainConfig  # noqa: PLC0415
 
     return TrainConfig(
         mode=mode, epochs=args.epochs, finetune_epochs=args.finetune_epochs, unfreeze=args.unfreeze,

@@ -1,8 +1,12 @@
 """Transfer learning: a pretrained backbone, a new head, and the three ways to train them.
 
     model.py       TransferModel (backbone segments + ClassifierHead), freezing, digests
-    trainer.py     Trainer: scratch / features / finetune phases, checkpoints, resume, guardrails
+    plan.py        TrainConfig and the phases of scratch / features / finetune
+    trainer.py     Trainer: runs the phases, checkpoints, resume, guardrails
+    store.py       the feature store: activations at a cut, from memory, the cache or the images
     features.py    feature extraction and its on-disk cache
+    loop.py        one training epoch, one evaluation pass
+    report.py      RunResult and the run's files (run.json, plots)
     checkpoint.py  atomic, pickle-free checkpoints
     metrics.py     accuracy, confusion matrix, PNG plots
     backbones.py   backbones by name, pretrained weights, the saved classifier file
@@ -14,9 +18,10 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .features import FeatureCache, FeatureDataset
 from .metrics import accuracy, confusion_matrix
 from .model import ClassifierHead, TransferModel
-from .trainer import (
-    MODES, FrozenParameterChanged, RunResult, TrainConfig, Trainer, TrainingDiverged, to_tensor,
-)
+from .loop import TrainingDiverged, to_tensor
+from .plan import MODES, TrainConfig
+from .report import RunResult
+from .trainer import FrozenParameterChanged, Trainer
 
 __all__ = [
     "TinyNet", "create_backbone", "load_backbone", "load_classifier", "save_classifier", "CheckpointError",

@@ -17,7 +17,7 @@ import os
 
 import numpy
 
-from ..transfer.npz import atomic_write
+from ..fileio import atomic_write
 
 FORMAT = "minitl-checkpoint-1"
 

@@ -22,6 +22,7 @@ import time
 import numpy
 
 from ..data.loader import DataLoader
+from ..fileio import atomic_write, remove_if_present, temporary_beside
 from ..tensor import no_grad
 from .progress import progress_bar
 
@@ -104,28 +105,68 @@ class FeatureCache:
         except (OSError, ValueError):
             return {}
 
-    def writer(self, key, shape, dtype, description: dict):
-        """A memory-mapped .npy to fill (temporary name); call the returned ``commit(labels)`` when full."""
-        os.makedirs(self.directory, exist_ok=True)
-        x_path, y_path, meta_path = self.paths(key)
-        tmp_x = f"{x_path}.{os.getpid()}.tmp"
-        array = numpy.lib.format.open_memmap(tmp_x, mode="w+", dtype=dtype, shape=shape)
+    def entry(self, key, description: dict) -> "CacheEntry":
+        """A context manager writing one entry: ``allocate`` the features, fill them, ``commit(labels)``;
+        an entry left without commit (an error, a kill) leaves no file behind."""
+        return CacheEntry(self, key, description)
 
-        def commit(labels, extra=None):
-            array.flush()
-            tmp_y = f"{y_path}.{os.getpid()}.tmp.npy"
-            numpy.save(tmp_y, numpy.asarray(labels, dtype=numpy.int64))
-            with open(meta_path + ".tmp", "w") as handle:
-                json.dump({**description, **(extra or {})}, handle, indent=1, default=str)
-            os.replace(tmp_y, y_path)
-            os.replace(meta_path + ".tmp", meta_path)
-            os.replace(tmp_x, x_path)  # last: its presence marks a complete entry
 
-        def abort():
-            if os.path.exists(tmp_x):
-                os.unlink(tmp_x)
+class CacheEntry:
+    """One cache entry being written.  ``allocate(shape, dtype)`` returns a memory-mapped array under
+    a temporary name; ``commit(labels, extra)`` writes labels and description, then renames the
+    features into place last (their presence marks a complete entry) and returns them read back
+    memory-mapped.  Leaving the ``with`` block without a commit removes the temporary file."""
 
-        return array, commit, abort
+    def __init__(self, cache: FeatureCache, key: str, description: dict):
+        self.cache, self.key, self.description = cache, key, description
+        self._tmp, self._array, self.committed = None, None, False
+
+    def __enter__(self) -> "CacheEntry":
+        return self
+
+    def allocate(self, shape, dtype):
+        if self._tmp is not None:
+            raise RuntimeError("CacheEntry.allocate: called twice")
+        self._tmp = temporary_beside(self.cache.paths(self.key)[0])
+        self._array = numpy.lib.format.open_memmap(self._tmp, mode="w+", dtype=dtype, shape=shape)
+        return self._array
+
+    def commit(self, labels, extra=None):
+        if self._tmp is None:
+            raise RuntimeError("CacheEntry.commit: nothing was allocated")
+        x_path, y_path, meta_path = self.cache.paths(self.key)
+        self._array.flush()
+        self._array = None  # release the map before the rename
+        labels = numpy.asarray(labels, dtype=numpy.int64)
+        atomic_write(y_path, lambda handle: numpy.save(handle, labels))
+        text = json.dumps({**self.description, **(extra or {})}, indent=1, default=str)
+        atomic_write(meta_path, lambda handle: handle.write(text.encode()))
+        os.replace(self._tmp, x_path)  # last: its presence marks a complete entry
+        self.committed = True
+        return self.cache.load(self.key)[0]
+
+    def __exit__(self, kind, error, traceback):
+        if self._tmp is not None and not self.committed:
+            self._array = None
+            remove_if_present(self._tmp)
+        return False
+
+
+class MemoryEntry:
+    """What :class:`CacheEntry` offers, in memory: for runs with the cache turned off."""
+
+    def __enter__(self) -> "MemoryEntry":
+        return self
+
+    def allocate(self, shape, dtype):
+        self._array = numpy.empty(shape, dtype=dtype)
+        return self._array
+
+    def commit(self, labels, extra=None):
+        return self._array
+
+    def __exit__(self, kind, error, traceback):
+        return False
 
 
 def extract(model, source, start: int, stop: int, batch_size: int, to_tensor, pool: bool = False,

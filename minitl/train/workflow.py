@@ -19,7 +19,9 @@ from .backbones import (
     create_backbone, load_backbone, load_classifier, preprocessing_of, save_classifier,
 )
 from .model import TransferModel
-from .trainer import Trainer, TrainConfig, to_tensor
+from .loop import to_tensor
+from .plan import TrainConfig
+from .trainer import Trainer
 
 DEFAULT_INPUT_SIZE = 96
 DEFAULT_SUBSET = {"train_per_class": 50, "test_per_class": 100}  # 500 training, 1,000 test images

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 
 import numpy
 
+from ..fileio import atomic_write
 from .errors import CorruptFileError, UnsafeFileError, WeightsError
 
 METADATA_KEY = "__minitl_metadata__"
@@ -82,21 +82,3 @@ def write(path, state, metadata: dict | None = None) -> str:
         arrays[METADATA_KEY] = numpy.array([json.dumps(metadata, sort_keys=True)])
     return atomic_write(path, lambda handle: numpy.savez(handle, **arrays))
 
-
-def atomic_write(path, write) -> str:
-    """Call ``write(handle)`` on a temporary file next to ``path``, fsync, then rename over ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path

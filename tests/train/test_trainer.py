@@ -9,7 +9,7 @@ import minitl
 from minitl import nn
 from minitl.data import ImagePipeline
 from minitl.train import checkpoint as ck
-from minitl.train.trainer import FrozenParameterChanged, TrainConfig, Trainer, TrainingDiverged
+from minitl.train import FrozenParameterChanged, TrainConfig, Trainer, TrainingDiverged
 from train_helpers import make_model, make_splits, spec_of
 
 
@@ -19,6 +19,24 @@ def _trainer(model, splits, tmp_path, name="run", **config):
     defaults.update(config)
     return Trainer(model, splits, spec_of(model), TrainConfig(**defaults), out_dir=tmp_path / name,
                    cache_dir=tmp_path / "cache", show_progress=False)
+
+
+class Killed(KeyboardInterrupt):
+    """What a kill between two epochs looks like to the run: it stops where it is."""
+
+
+def _killed_after(trainer, epochs):
+    """Make ``trainer`` stop like a killed process once ``epochs`` epochs (and their checkpoints) are done."""
+    original, done = trainer._train_epoch, []
+
+    def epoch_or_kill(*args):
+        if len(done) == epochs:
+            raise Killed
+        done.append(1)
+        return original(*args)
+
+    trainer._train_epoch = epoch_or_kill
+    return trainer
 
 
 def _weights(model):
@@ -94,15 +112,15 @@ def test_cache_holds_each_training_image_and_its_mirror(tmp_path):
 def test_cache_key_follows_weights_data_and_preprocessing(tmp_path):
     splits = make_splits()
     base = _trainer(make_model(), splits, tmp_path)
-    key = base._cache_parts("train", splits.train, 3, True)
-    other_weights = _trainer(make_model(seed=2), splits, tmp_path)._cache_parts("train", splits.train, 3, True)
-    other_data = base._cache_parts("train", make_splits(seed=5).train, 3, True)
+    key = base.store.cache_parts("train", splits.train, 3, True)
+    other_weights = _trainer(make_model(seed=2), splits, tmp_path).store.cache_parts("train", splits.train, 3, True)
+    other_data = base.store.cache_parts("train", make_splits(seed=5).train, 3, True)
     assert key["weights"] != other_weights["weights"] and key["data"] != other_data["data"]
     model = make_model()
     spec = spec_of(model)
     spec.mean = [0.4, 0.4, 0.4]
     other_pre = Trainer(model, splits, spec, TrainConfig(), cache_dir=tmp_path / "cache", show_progress=False)
-    assert other_pre._cache_parts("train", splits.train, 3, True)["preprocessing"] != key["preprocessing"]
+    assert other_pre.store.cache_parts("train", splits.train, 3, True)["preprocessing"] != key["preprocessing"]
 
 
 @pytest.mark.parametrize("mode, stop_after, config", [
@@ -116,8 +134,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, mode, 
     _trainer(straight, splits, tmp_path, name="straight", mode=mode, **config).fit()
 
     killed = make_model()
-    assert _trainer(killed, splits, tmp_path, name="resumed", mode=mode, **config).fit(
-        stop_after_epochs=stop_after) is None
+    with pytest.raises(Killed):
+        _killed_after(_trainer(killed, splits, tmp_path, name="resumed", mode=mode, **config), stop_after).fit()
     saved = ck.load_checkpoint(tmp_path / "resumed" / "checkpoint.npz")
     assert len(saved["history"]) == stop_after
 
@@ -130,7 +148,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, mode, 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
     splits = make_splits()
-    _trainer(make_model(), splits, tmp_path, name="r").fit(stop_after_epochs=1)
+    with pytest.raises(Killed):
+        _killed_after(_trainer(make_model(), splits, tmp_path, name="r"), 1).fit()
     with pytest.raises(ck.CheckpointError, match="belongs to another run"):
         _trainer(make_model(), splits, tmp_path, name="r", lr=0.5).fit(resume=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
@@ -247,3 +266,31 @@ def test_finetune_a_small_real_resnet_keeps_batchnorm_statistics(tmp_path):
     for name, value in backbone.named_buffers():
         assert np.array_equal(value.numpy(), buffers[name]), name  # BatchNorm stayed in inference mode
     assert "finetune" in result.frozen_check and result.epochs_run == 2
+
+
+def test_a_killed_extraction_leaves_no_cache_file_and_a_committed_one_reads_back(tmp_path):
+    from minitl.train import FeatureCache
+
+    cache = FeatureCache(tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):
+        with cache.entry("k", {"what": "test"}) as entry:
+            entry.allocate((4, 2), np.float32)[:2] = 1.0
+            raise KeyboardInterrupt  # killed halfway through the extraction
+    assert list((tmp_path / "cache").iterdir()) == [] and cache.load("k") is None
+    with cache.entry("k", {"what": "test"}) as entry:
+        entry.allocate((3, 2), np.float32)[:] = np.arange(6).reshape(3, 2)
+        rows = entry.commit([0, 1, 2], {"seconds": 1.5})
+    features, labels = cache.load("k")
+    assert np.array_equal(rows, np.arange(6).reshape(3, 2)) and np.array_equal(features, rows)
+    assert labels.tolist() == [0, 1, 2] and cache.description("k") == {"what": "test", "seconds": 1.5}
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["k.json", "k.x.npy", "k.y.npy"]
+
+
+def test_held_out_check_says_so_when_it_cannot_stratify(tmp_path):
+    splits = make_splits(n_test=30)
+    splits.test.labels[:] = np.r_[np.zeros(15, int), np.ones(14, int), [2]]  # class c2: one test image
+    trainer = _trainer(make_model(), splits, tmp_path, mode="scratch", epochs=1, epoch_eval_size=12)
+    with pytest.warns(RuntimeWarning, match=r"cannot take 4 images of every class .*whole held-out split "
+                                            r"\(30 images\)"):
+        result = trainer.fit()
+    assert result.epochs_run == 1

@@ -1,0 +1,97 @@
+"""The epoch loop: one pass of training over a loader, and one pass of evaluation.
+
+Each training step is the textbook loop: ŷ = f(x), J = cross-entropy(ŷ, y), ∂J/∂w by
+back-propagation, then the optimizer's update (SGD: w ← w − η_t v with momentum / Nesterov and
+Keras' time-based decay η_t = η / (1 + decay · t)).  A NaN/Inf loss stops the run with
+:class:`TrainingDiverged`.  Evaluation runs the same network without a graph, in inference mode,
+and scores it with the same ``F.cross_entropy``.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy
+
+from .. import functional as F
+from ..tensor import Tensor, no_grad
+from .metrics import accuracy
+from .progress import progress_bar
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says where and which checkpoint is the last good one."""
+
+
+def to_tensor(array, device=None) -> Tensor:
+    """The one place a NumPy batch becomes a Tensor (and, with ``device``, moves to the GPU)."""
+    return Tensor(numpy.ascontiguousarray(array), device=device)
+
+
+def phase_logits(model, cut: int, x: Tensor, cached: bool) -> Tensor:
+    """Logits of a phase that trains segments[cut:]: ``x`` is the activation at ``cut`` when
+    ``cached``, else images, run through the frozen prefix without a graph."""
+    if cached or cut == 0:
+        return model.forward_from(x, cut)
+    with no_grad():  # the frozen prefix: no graph, no cost beyond the forward pass
+        h = model.run_segments(x, 0, cut)
+    return model.forward_from(h, cut)
+
+
+def train_epoch(model, phase, epoch: int, loader, optimizer, to_device, where: str = "",
+                deadline: float | None = None, show_progress: bool = True):
+    """Epoch ``epoch`` (from 0) of ``phase`` over ``loader``: returns (mean loss, accuracy, stopped by
+    ``deadline``).  ``to_device``: batch -> Tensor;  ``where``: the sentence naming the last good checkpoint."""
+    bar = progress_bar(len(loader), desc=f"{phase.name} epoch {epoch + 1}/{phase.epochs}", enabled=show_progress,
+                       unit="batch")
+    total_loss, correct, seen, out_of_time = 0.0, 0, 0, False
+    try:
+        for b, (x, y) in enumerate(loader):
+            logits = phase_logits(model, phase.cut, to_device(x), phase.cached)
+            target = to_device(y)
+            loss = F.cross_entropy(logits, target)
+            # one device->host read per step (on a GPU each read waits for the device): loss and hits together
+            hits = (logits.data.argmax(axis=1) == target.data).sum()
+            both = logits.xp.stack([loss.data.astype(numpy.float64), hits.astype(numpy.float64)])
+            value, batch_correct = Tensor(both).numpy().tolist()
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"loss is {value} at {phase.name} epoch {epoch + 1}, batch {b + 1}: training stopped. "
+                    f"{where} Try a lower learning rate (--lr / --finetune-lr).")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total_loss += value * len(y)
+            correct += int(batch_correct)
+            seen += len(y)
+            bar.update(1)
+            bar.set_postfix_str(f"loss {total_loss / seen:.4f} acc {correct / seen:.3f}")
+            if deadline is not None and time.perf_counter() >= deadline:
+                out_of_time = True
+                break
+    finally:
+        bar.close()
+    return total_loss / max(seen, 1), correct / max(seen, 1), out_of_time
+
+
+def predict(model, loader, start: int, to_device, desc: str = "evaluate", show_progress: bool = True):
+    """Logits (N, C) and labels (N,) of segments[start:] + head over ``loader``, in inference mode."""
+    loader.set_epoch(0)
+    outputs, labels = [], []
+    bar = progress_bar(len(loader.dataset), desc=desc, enabled=show_progress, unit="img")
+    try:
+        with model.evaluating(), no_grad():
+            for x, y in loader:
+                outputs.append(model.forward_from(to_device(x), start).numpy())
+                labels.append(numpy.asarray(y))
+                bar.update(len(y))
+    finally:
+        bar.close()
+    return numpy.concatenate(outputs), numpy.concatenate(labels)
+
+
+def score(logits, labels) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of logits (N, C) against integer labels (N,)."""
+    with no_grad():
+        loss = F.cross_entropy(Tensor(logits), Tensor(numpy.asarray(labels, dtype=numpy.int64)))
+    return float(loss.numpy()), accuracy(labels, logits.argmax(axis=1))
