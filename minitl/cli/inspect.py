@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from .. import inspect as mi
+from ._common import add_device_argument, resolve_device
 
 
 def run_trace(args) -> int:
@@ -42,8 +43,27 @@ def run_graph(args) -> int:
     return 0
 
 
+def run_summary(args) -> int:
+    from ..inspect.cost import format_summary, summarize  # noqa: PLC0415
+    from ..inspect.examples import model_and_input  # noqa: PLC0415
+
+    device = resolve_device(args)
+    example = model_and_input(args.model, args.input_size, args.batch, default_size=224)
+    model = example.model.to(device)
+    inputs = [x.to(device) for x in example.inputs]
+    loss = example.loss if args.model in mi.EXAMPLES else None
+    summary = summarize(model, inputs, loss, measure=args.measure, repeats=args.repeats)
+    if args.json:
+        print(json.dumps({"model": args.model, "description": example.description, **summary.to_dict()}, indent=1))
+    else:
+        print(f"{args.model}: {example.description}")
+        print(format_summary(summary))
+    return 0
+
+
 def register(subparsers) -> None:
     _register_graph(subparsers)
+    _register_summary(subparsers)
     parser = subparsers.add_parser(
         "trace", help="run a tiny model and show every op forward and backward, with finite-difference checks")
     parser.add_argument("model", choices=sorted(mi.EXAMPLES), help="which built-in tiny model")
@@ -59,6 +79,18 @@ def _add_model_arguments(parser, default_size: int) -> None:
     parser.add_argument("--input-size", type=int, default=None,
                         help=f"image side S of the (batch, 3, S, S) input of an architecture (default {default_size})")
     parser.add_argument("--batch", type=int, default=1, help="batch size of that input (default 1)")
+
+
+def _register_summary(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "summary", help="per layer: parameters, FLOPs, memory kept for backward, workspace; --measure times it")
+    _add_model_arguments(parser, 224)
+    parser.add_argument("--measure", action="store_true",
+                        help="also time each layer, measure its peak memory and the GEMM rate reached")
+    parser.add_argument("--repeats", type=int, default=3, help="passes timed with --measure (median; default 3)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_device_argument(parser)
+    parser.set_defaults(handler=run_summary)
 
 
 def _register_graph(subparsers) -> None:

@@ -1,0 +1,123 @@
+"""How much arithmetic each op does, and the scratch memory it needs: the cost model's formulas.
+
+Convention: a multiply and an add are two FLOPs (a GEMM of (m, k)·(k, n) is 2mkn); element-wise
+ops count about one FLOP per element per arithmetic operation of their formula; moves (reshape,
+transpose, indexing, concatenation) count none.  Convolution counts the direct method,
+2·N·Ho·Wo·O·(C/G)·KH·KW, whichever algorithm ran (Winograd F(2×2, 3×3) does 2.25× fewer
+multiplications; its rate is then reported against the direct count, as is usual).
+
+Backward: each input that wants a gradient costs what its chain-rule product costs — for a GEMM
+one more GEMM per input (dJ/dA = dJ/dY·Bᵀ, dJ/dB = Aᵀ·dJ/dY), so a layer whose input and weight
+both need gradients costs 2× its forward; a frozen layer at the bottom of the graph costs none.
+"""
+from __future__ import annotations
+
+from math import prod
+
+import numpy
+
+from ..functional import conv as _conv
+
+NO_ARITHMETIC = {"Reshape", "Transpose", "GetItem", "Concatenate", "Stack", "Cast", "Embedding"}
+# (forward, backward per differentiable input) FLOPs per element of the output, for element-wise ops
+PER_ELEMENT = {
+    "Add": (1, 0), "Sub": (1, 1), "Neg": (1, 1), "Mul": (1, 1), "Div": (1, 3), "Pow": (3, 4),
+    "Exp": (4, 1), "Log": (4, 1), "Sqrt": (4, 2), "Abs": (1, 1), "Clip": (2, 1),
+    "ReLU": (1, 1), "LeakyReLU": (2, 2), "Sigmoid": (4, 3), "Tanh": (4, 3), "GELU": (8, 8),
+    "Softmax": (5, 4), "LogSoftmax": (5, 3), "MaskedSoftmax": (5, 4), "Dropout": (1, 1),
+}
+
+
+def _gemm(a_shape, b_shape, out_shape) -> int:
+    k = a_shape[-1] if len(a_shape) else 1
+    return 2 * prod(out_shape) * k
+
+
+def op_flops(op: str, in_shapes: list, out_shape: tuple, options: dict, wants: tuple) -> tuple[int, int]:
+    """(forward FLOPs, backward FLOPs) of one call of op ``op`` (a Function class name).
+
+    ``in_shapes``: the inputs' shapes (None for absent inputs); ``wants[i]``: whether input i
+    needs a gradient.  Unknown ops count one FLOP per output element each way.
+    """
+    wants = tuple(bool(w) for w in wants) + (False,) * (len(in_shapes) - len(wants))
+    size = prod(out_shape)
+    has = [s is not None for s in in_shapes]
+    if op == "Linear":
+        x, w = in_shapes[0], in_shapes[1]
+        m, k, n = prod(x[:-1]), x[-1], w[0]
+        bias = len(in_shapes) > 2 and has[2]
+        forward = 2 * m * k * n + (m * n if bias else 0)
+        backward = 2 * m * k * n * (wants[0] + wants[1]) + (m * n if bias and wants[2] else 0)
+        return forward, backward
+    if op == "MatMul":
+        gemm = _gemm(in_shapes[0], in_shapes[1], out_shape)
+        return gemm, gemm * (wants[0] + wants[1])
+    if op == "Conv2d":
+        n, _, _, _ = in_shapes[0]
+        o, cg, kh, kw = in_shapes[1]
+        ho, wo = out_shape[2], out_shape[3]
+        macs = n * ho * wo * o * cg * kh * kw
+        bias = len(in_shapes) > 2 and has[2]
+        forward = 2 * macs + (n * ho * wo * o if bias else 0)
+        backward = 2 * macs * (wants[0] + wants[1]) + (n * ho * wo * o if bias and wants[2] else 0)
+        return forward, backward
+    if op == "ScaledDotProductAttention":  # S = QKᵀ/√d, P = softmax(S), O = PV
+        q, k, v = in_shapes[:3]
+        batch, lq, lk, d, dv = prod(q[:-2]), q[-2], k[-2], q[-1], v[-1]
+        scores = batch * lq * lk
+        forward = 2 * scores * d + 2 * scores * dv + 6 * scores  # two GEMMs, scale + softmax
+        dp = 2 * scores * dv if (wants[0] or wants[1]) else 0  # dJ/dP = dJ/dO Vᵀ
+        backward = dp + 4 * scores * (wants[0] or wants[1]) + 2 * scores * d * (wants[0] + wants[1]) \
+            + 2 * scores * dv * wants[2]
+        return forward, backward
+    if op in ("MaxPool2d", "AvgPool2d"):
+        kh, kw = options.get("kernel", (1, 1))
+        return size * kh * kw, (size if op == "MaxPool2d" else size * kh * kw) * wants[0]
+    if op == "AdaptiveAvgPool2d":
+        return prod(in_shapes[0]), prod(in_shapes[0]) * wants[0]
+    if op in ("BatchNorm", "LayerNorm"):
+        n = prod(in_shapes[0])
+        statistics = 3 * n if (op == "LayerNorm" or options.get("training")) else 0
+        return 4 * n + statistics, 9 * n if any(wants) else 0
+    if op in ("Sum", "Mean", "Max"):
+        n = prod(in_shapes[0])
+        return n, n * wants[0]
+    if op == "NLLLoss":
+        return size, size * wants[0]
+    if op in NO_ARITHMETIC:
+        return 0, 0
+    forward, backward = PER_ELEMENT.get(op, (1, 1))
+    return forward * size, backward * size * sum(wants)
+
+
+def workspace(op: str, in_shapes: list, out_shape: tuple, options: dict, itemsize: int, xp) -> tuple[int, str]:
+    """Scratch memory the op allocates and frees during its forward: (bytes, what it is)."""
+    if op == "Conv2d":
+        n, c, h, w = in_shapes[0]
+        o, cg, kh, kw = in_shapes[1]
+        (ph, pw), stride = options.get("padding", (0, 0)), options.get("stride", (1, 1))
+        dilation, groups = options.get("dilation", (1, 1)), options.get("groups", 1)
+        ho, wo = out_shape[2], out_shape[3]
+        padded = n * (h + 2 * ph) * (w + 2 * pw) * c * itemsize if (ph or pw) else 0
+        if _conv._use_winograd(kh, kw, stride, dilation, groups, c, o, ho, wo):
+            th, tw = (ho + 1) // 2, (wo + 1) // 2
+            per_sample = (4 * th * (w + 2 * pw + 2) * c + 16 * th * tw * (c + o) + 8 * th * tw * o) * itemsize
+            step = _conv._chunks(xp, n, per_sample, th * tw)[0][1]
+            kernel = 16 * c * o * itemsize  # U = G k Gᵀ for every (c, o)
+            return per_sample * step + padded + kernel, "winograd tiles"
+        if kh == kw == 1 and stride == (1, 1) and groups == 1 and not (ph or pw):
+            return 0, ""
+        per_sample = ho * wo * kh * kw * c * itemsize
+        step = _conv._chunks(xp, n, per_sample, ho * wo)[0][1]
+        kernel = kh * kw * cg * o * itemsize  # W_col, the kernel reordered for the GEMM
+        return per_sample * step + padded + kernel, "im2col"
+    if op == "Linear":
+        x, w = in_shapes[0], in_shapes[1]
+        # functional/dense.py computes a small batch as (W xᵀ)ᵀ and copies it to row-major order
+        if xp is numpy and len(x) == 2 and 4 * x[0] <= w[0]:
+            return x[0] * w[0] * itemsize, "(W xᵀ)ᵀ copy"
+        return 0, ""
+    if op == "ScaledDotProductAttention":
+        q, k = in_shapes[0], in_shapes[1]
+        return prod(q[:-2]) * q[-2] * k[-2] * itemsize, "attention scores"
+    return 0, ""
