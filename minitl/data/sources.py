@@ -7,6 +7,7 @@
     DIR with class sub-folders        image folders; a stratified part held out
     FILE.npz                          x_train/y_train/x_test/y_test, or x/y (part held out)
     "digits"                          scikit-learn's 8×8 digits (part held out)
+    "imdb", "rotten-tomatoes", FILE.csv, DIR of <class>/*.txt    text: see minitl.data.text.sources
 
 When the source has no test split, ``val_fraction`` of every class is held out (seeded).
 """
@@ -31,9 +32,10 @@ class DataSplits:
     name: str
     heldout: str = "test split"  # how the evaluation split was made
     notes: list = field(default_factory=list)
+    unit: str = "images"  # what a sample is ("texts" for text data)
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.train)} training images, {len(self.test)} evaluation images "
+        return (f"{self.name}: {len(self.train)} training {self.unit}, {len(self.test)} evaluation {self.unit} "
                 f"({self.heldout}), {len(self.classes)} classes")
 
 
@@ -61,6 +63,10 @@ def open_data(spec=None, val_fraction: float = 0.2, seed: int = 0, train_per_cla
               test_per_class: int | None = None) -> DataSplits:
     """Resolve ``spec`` to :class:`DataSplits`; optionally keep ``train_per_class`` training and
     ``test_per_class`` evaluation samples of every class (stratified, seeded subsets)."""
+    from .text.sources import is_text_spec, open_text_data  # noqa: PLC0415
+
+    if is_text_spec(spec):
+        return open_text_data(spec, val_fraction, seed, train_per_class, test_per_class)
     name = None
     if spec is None or str(spec).lower() in FASHION_NAMES:
         folder = find_fashion_mnist()
