@@ -10,4 +10,21 @@ from .tensor import Tensor, cat, concatenate, enable_grad, is_grad_enabled, no_g
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "cat", "concatenate", "stack", "no_grad", "enable_grad",
     "is_grad_enabled", "manual_seed", "backend", "functional", "nn", "optim", "gradcheck", "trace", "__version__",
+    "models", "transfer", "train", "data",
 ]
+
+# the upper layers load on first use (``minitl.transfer.load_model(...)`` works after ``import minitl``),
+# so ``import minitl`` and ``minitl --help`` stay fast: ``transfer`` alone costs ~0.3 s of imports
+_LAZY_SUBPACKAGES = ("models", "transfer", "train", "data", "bench", "cli")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBPACKAGES:
+        import importlib  # noqa: PLC0415
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES))

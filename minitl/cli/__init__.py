@@ -11,7 +11,7 @@ import sys
 
 from .. import __version__
 
-COMMAND_MODULES = ["info", "demo", "weights", "train", "bench", "inspect"]
+COMMAND_MODULES = ["info", "demo", "weights", "train", "cache", "bench", "inspect"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,14 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0
+    args.argv = argv  # what was typed: `--resume` tells flags given again from defaults
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        # on its own line (a progress bar may be mid-line), then what was kept and how to go on
+        hint = getattr(args, "on_interrupt", None)
+        sys.stdout.flush()
+        print("\n" + (hint() if hint else "interrupted"), file=sys.stderr, flush=True)
         return 130
     except BrokenPipeError:
         # the reader went away (`minitl weights inspect F | head`): stop quietly, as Unix tools do

@@ -8,6 +8,9 @@ import sys
 from .. import bench
 
 
+DEFAULT_OUT = "runs/bench"
+
+
 def _names(text):
     return [t for t in text.split(",") if t] if text else None
 
@@ -68,7 +71,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds per backend (default 5)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
                         help="start no round that would end after S seconds (results say how many ran)")
-    parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON, table and PNG")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"folder for the JSON, table and PNG (default {DEFAULT_OUT}: a run folder, never the "
+                             "committed benchmarks/results)")
     parser.add_argument("--name", help="file name stem (default bench_<preset>)")
     parser.add_argument("--json", action="store_true", help="print the JSON result instead of the table")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -12,9 +12,27 @@ printing live here; the work is in :mod:`minitl.train.workflow`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-from ._common import add_device_argument, resolve_device
+from . import runfolder
+from ._common import AT_LEAST_0, AT_LEAST_1, FRACTION, MOMENTUM, POSITIVE, add_device_argument, check_arguments, \
+    resolve_device
+
+TRAINING_RULES = [
+    ("epochs", "--epochs", AT_LEAST_1), ("finetune_epochs", "--finetune-epochs", AT_LEAST_0),
+    ("unfreeze", "--unfreeze", AT_LEAST_1), ("batch_size", "--batch-size", AT_LEAST_1),
+    ("eval_batch_size", "--eval-batch-size", AT_LEAST_1), ("lr", "--lr", POSITIVE),
+    ("finetune_lr", "--finetune-lr", POSITIVE), ("momentum", "--momentum", MOMENTUM),
+    ("decay", "--decay", AT_LEAST_0), ("weight_decay", "--weight-decay", AT_LEAST_0),
+    ("hidden", "--hidden", AT_LEAST_1), ("input_size", "--input-size", AT_LEAST_1),
+    ("train_per_class", "--train-per-class", AT_LEAST_0), ("test_per_class", "--test-per-class", AT_LEAST_0),
+    ("val_fraction", "--val-fraction", FRACTION), ("crop_padding", "--crop-padding", AT_LEAST_0),
+    ("time_budget", "--time-budget", POSITIVE), ("prefetch", "--prefetch", AT_LEAST_0),
+]
+EVALUATE_RULES = [("test_per_class", "--test-per-class", AT_LEAST_0),
+                  ("eval_batch_size", "--eval-batch-size", AT_LEAST_1)]
+PREDICT_RULES = [("top_k", "--top-k", AT_LEAST_1)]
 
 
 def _workflow():
@@ -71,29 +89,69 @@ def _print_result(result, args, extra=None):
     print(format_confusion(numpy.asarray(confusion), classes))
     files = dict(getattr(result, "files", {}) or {}, **(extra or {}).get("files", {}))
     if files:
-        print("\nwritten: " + ", ".join(f"{k} {v}" for k, v in files.items()))
+        print()
     if files and "curves" not in files and hasattr(result, "history"):
         print("(no PNG plots: matplotlib is not installed; pip install 'minitl[plot]')")
 
 
 # ============================================================================ handlers
+def _cache_lines(args, result):
+    """What the feature cache holds after a run (None when this run used no cache)."""
+    if getattr(args, "no_cache", False):
+        return []
+    from . import cache  # noqa: PLC0415
+
+    keys = [entry["key"] for entry in (getattr(result, "cache", None) or {}).values() if "key" in entry]
+    if not keys:
+        return []
+    directory = cache._cache_dir(args.cache_dir)  # noqa: SLF001
+    return runfolder.describe_written({}, cache.summary(directory, keys), directory)
+
+
+def _sub_argv(args) -> list:
+    argv = list(getattr(args, "argv", None) or [])
+    return argv[argv.index(args.command) + 1:] if args.command in argv else argv
+
+
 def run_finetune(args) -> int:
-    args.device = resolve_device(args)
+    check_arguments(args, TRAINING_RULES)
     out = args.out or f"runs/{args.mode}"
+    parser = getattr(args, "parser", None)
+    has_settings = True
+    if args.resume and parser is not None:
+        explicit = runfolder.explicit_options(parser, _sub_argv(args))
+        has_settings = runfolder.apply_saved_settings(args, parser, explicit, out) is not None
+        check_arguments(args, TRAINING_RULES)
+    elif not args.resume:
+        runfolder.check_fresh(out, args.model, overwrite=args.overwrite)
+    args.device = resolve_device(args)
+    if parser is not None and not (args.resume and has_settings):
+        runfolder.save_settings(out, "finetune", args, parser)
+    args.on_interrupt = lambda: runfolder.interrupt_message("finetune", out, args.model, has_settings)
     result, path = _workflow().finetune(_job(args), _config(args, args.mode), out, model_path=args.model,
                                         resume=args.resume, show_progress=not (args.quiet or args.json),
                                         log=_logger(args))
+    files = runfolder.written_files(dict(result.files, model=path), out)
+    result.files = files
     _print_result(result, args, {"model": path})
+    if not args.json:
+        for line in runfolder.describe_written(files) + _cache_lines(args, result):
+            print(line)
     return 0
 
 
 def run_compare(args) -> int:
-    args.device = resolve_device(args)
-    workflow = _workflow()
+    check_arguments(args, TRAINING_RULES)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for mode in modes:
         if mode not in ("scratch", "features", "finetune"):
             raise ValueError(f"--modes: unknown mode {mode!r} (scratch, features, finetune)")
+    if not modes:
+        raise ValueError("--modes: name at least one of scratch, features, finetune")
+    for mode in modes:
+        runfolder.check_fresh(os.path.join(args.out, mode), overwrite=args.overwrite, resume_offer=False)
+    args.device = resolve_device(args)
+    workflow = _workflow()
     rows, verdict, files, splits = workflow.compare(_job(args), _config(args, "features"), args.out, modes,
                                                     show_progress=not (args.quiet or args.json), log=_logger(args))
     if args.json:
@@ -106,14 +164,21 @@ def run_compare(args) -> int:
     print(workflow.format_compare_table(rows))
     for line in verdict:
         print(line)
-    if files:
-        print("written: " + ", ".join(files.values()))
-    else:
+    if not files:
         print("(no PNG plot: matplotlib is not installed; pip install 'minitl[plot]')")
+    written = dict(files)
+    for row in rows:  # each mode's folder: model, checkpoint, run log, plots
+        folder = os.path.dirname(row["model"])
+        written.update({f"{row['mode']} {key}": path for key, path in
+                        runfolder.written_files({"model": row["model"]}, folder).items()})
+    print()
+    for line in runfolder.describe_written(written):
+        print(line)
     return 0
 
 
 def run_evaluate(args) -> int:
+    check_arguments(args, EVALUATE_RULES)
     args.device = resolve_device(args)
     report = _workflow().evaluate(args.model, args.data, test_per_class=args.test_per_class,
                                   batch_size=args.eval_batch_size, show_progress=not (args.quiet or args.json),
@@ -127,6 +192,7 @@ def run_evaluate(args) -> int:
 
 
 def run_predict(args) -> int:
+    check_arguments(args, PREDICT_RULES)
     args.device = resolve_device(args)
     results = _workflow().predict(args.model, args.images, top_k=args.top_k,
                                   device=None if args.device == "cpu" else args.device)
@@ -215,9 +281,14 @@ def register(subparsers) -> None:
                    help="default finetune (head first, then the last --unfreeze stages)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<mode>)")
     p.add_argument("--model", metavar="FILE", help="where to save the trained model (default DIR/model.npz)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with the settings it was started with "
+                        "(kept in DIR/settings.json: no need to repeat them; a flag given again must match)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier run in --out (without it, an --out holding a model or checkpoint is "
+                        "refused)")
     _training_arguments(p)
-    p.set_defaults(handler=run_finetune)
+    p.set_defaults(handler=run_finetune, parser=p)
 
     p = subparsers.add_parser(
         "compare", help="scratch vs features vs finetune on the same data: accuracy and time",
@@ -227,6 +298,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--modes", default="features,finetune,scratch", help="comma-separated modes to run")
     p.add_argument("--out", default="runs/compare", metavar="DIR", help="output folder (default runs/compare)")
+    p.add_argument("--overwrite", action="store_true", help="replace the runs an earlier compare left in --out")
     _training_arguments(p)
     p.set_defaults(handler=run_compare)
 

@@ -32,8 +32,10 @@ def run_convert(args) -> int:
         p = report.preprocessing
         print(f"preprocessing: {p.get('input_size')}px {p.get('channel_order')}, range 0-{p.get('pixel_range'):g}, "
               f"mean {p.get('mean')}, std {p.get('std')}")
-    if report.class_names:
-        print(f"classes: {', '.join(report.class_names)}")
+    if report.head or report.class_names:
+        classes = f" ({', '.join(report.class_names)})" if report.class_names else ""
+        print(f"head: {report.head or 'classifier'}{classes if report.head is None else ''}")
+        print("      `minitl finetune --weights` drops this head and trains a new one for your classes")
     for note in report.notes:
         print(f"note: {note}")
     return 0
@@ -63,19 +65,54 @@ def run_inspect(args) -> int:
         print(f"{e['name']:<{width}}  {str(tuple(e['shape'])):<20}  {e['dtype']}")
     if len(shown) < len(entries):
         print(f"... {len(entries) - len(shown)} more (--all to list every one)")
+    if metadata.get("head"):
+        print(f"head: {metadata['head']}")
     if metadata:
         print("metadata: " + json.dumps(transfer.api._jsonable(metadata), sort_keys=True))
     return 0
 
 
+def verdict(report, arch: str) -> str:
+    """The audit's answer in one line: does the file fit ``arch``, and if not, by how much."""
+    if report.ok:
+        return (f"verdict: {report.source} matches {arch}: every one of its {sum(1 for r in report.rows if r.target)} "
+                "arrays has a place, none missing, every shape agrees")
+    counts = [(len(report.missing), "missing"), (len(report.unused), "unused"), (len(report.mismatched), "mismatched"),
+              (len(report.conflicts), "conv geometry conflicts")]
+    return (f"verdict: {report.source} does NOT match {arch}: "
+            + ", ".join(f"{n} {what}" for n, what in counts if n) + " (details below)")
+
+
+def architecture_notes(report, arch: str, hint: str | None) -> list[str]:
+    """Where the file itself names (or looks like) another architecture than ``--arch``."""
+    notes = []
+    named = report.metadata.get("arch") or hint
+    if named and named != arch:
+        notes.append(f"note: the file's {'metadata' if report.metadata.get('arch') else 'name'} says architecture "
+                     f"{named}, not --arch {arch}: try --arch {named}")
+    if report.inferred_arch and report.inferred_arch not in (arch, named):
+        notes.append(f"note: its names and shapes look like {report.inferred_arch}")
+    return notes
+
+
 def run_audit(args) -> int:
     transfer = _transfer()
+    _, hint = transfer.resolve_source(args.file)
     _, report = transfer.load_weights(args.file, arch=args.arch)
+    lines = [verdict(report, args.arch)] + architecture_notes(report, args.arch, hint)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({"verdict": lines[0], "notes": lines[1:], **report.to_dict()}, indent=2))
     else:
+        print("\n".join(lines))
+        print()
         print(report.table())
     return 0 if report.ok else 1
+
+
+def _known_architectures() -> str:
+    from ..models import ARCHS  # noqa: PLC0415
+
+    return ", ".join(ARCHS)
 
 
 def register(subparsers) -> None:
@@ -85,7 +122,8 @@ def register(subparsers) -> None:
     convert = sub.add_parser("convert", help="any supported weight file (or 'opennsfw') -> minitl .npz with metadata")
     convert.add_argument("source", metavar="SRC", help=".pth/.pt, .h5, .onnx, .safetensors or .npz file, or 'opennsfw'")
     convert.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write the .npz")
-    convert.add_argument("--arch", help="architecture name (default: from the file, or recognised)")
+    known = _known_architectures()
+    convert.add_argument("--arch", help=f"architecture name (default: from the file, or recognised): {known}")
     convert.add_argument("--json", action="store_true", help="machine-readable output")
     convert.set_defaults(handler=run_convert)
 
@@ -96,8 +134,9 @@ def register(subparsers) -> None:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(handler=run_inspect)
 
-    audit = sub.add_parser("audit", help="the mapping table: file name -> minitl name, conversions, missing, unused")
+    audit = sub.add_parser("audit", help="does a file fit an architecture? A verdict, then the mapping table: "
+                                         "file name -> minitl name, conversions, missing, unused")
     audit.add_argument("file", metavar="FILE", help="weight file or 'opennsfw'")
-    audit.add_argument("--arch", required=True, help="architecture to map onto (see `minitl weights audit --help`)")
+    audit.add_argument("--arch", required=True, help=f"architecture to map onto: {known}")
     audit.add_argument("--json", action="store_true", help="machine-readable output")
     audit.set_defaults(handler=run_audit)

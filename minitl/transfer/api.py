@@ -69,6 +69,7 @@ class TransferReport:
     metadata: dict = field(default_factory=dict)
     preprocessing: dict | None = None
     class_names: list | None = None
+    head: str | None = None  # what the file's last layer classifies (e.g. not ImageNet: opennsfw's 2 classes)
     structure: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -78,7 +79,8 @@ class TransferReport:
 
     def as_metadata(self) -> dict:
         """The file's metadata completed with what the mapping found (arch, preprocessing, class names)."""
-        return {**self.metadata, "arch": self.arch, "preprocessing": self.preprocessing, "class_names": self.class_names}
+        return {**self.metadata, "arch": self.arch, "preprocessing": self.preprocessing,
+                "class_names": self.class_names, "head": self.head}
 
     def get(self, key, default=None):
         """Dict-style access to :meth:`as_metadata` (``report.get("arch")``)."""
@@ -284,10 +286,14 @@ def load_weights(source, arch=None) -> tuple[dict, TransferReport]:
         preprocessing = model.preprocessing.to_dict()
     report.preprocessing = preprocessing
     report.class_names = metadata.get("class_names")
-    if report.class_names is None and name is not None and not isinstance(arch, Module):
+    report.head = metadata.get("head")
+    if name is not None and not isinstance(arch, Module):
         spec = get_spec(name)
-        if spec.class_names and _file_classes(state, _head_name(name)) == len(spec.class_names):
+        if report.class_names is None and spec.class_names and \
+                _file_classes(state, _head_name(name)) == len(spec.class_names):
             report.class_names = list(spec.class_names)
+        if report.head is None and _file_classes(state, _head_name(name)) == spec.num_classes:
+            report.head = spec.head
     return state, report
 
 
@@ -379,6 +385,7 @@ def convert(source, out, arch=None) -> TransferReport:
         "num_classes": _file_classes(state, _head_name(report.arch)),
         "preprocessing": report.preprocessing,
         "class_names": report.class_names,
+        "head": report.head,
         "converted_from": os.path.basename(str(source)),
         "source_format": report.format,
     }
