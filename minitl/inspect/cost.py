@@ -110,8 +110,7 @@ def _row_for(rows: dict, modules: dict, name: str) -> LayerCost:
     if name not in rows:
         module = modules.get(name)
         kind = type(module).__name__ if module is not None else ("loss" if name == "(loss)" else "function")
-        params = sum(p.size for p in module._parameters.values() if p is not None) if module is not None else 0
-        rows[name] = LayerCost(name, kind, params=params)
+        rows[name] = LayerCost(name, kind)
     return rows[name]
 
 
@@ -154,10 +153,21 @@ def _predict(model, tensors, loss) -> tuple[dict, Recorder, Tensor]:
             if key not in kept_seen:
                 kept_seen.add(key)
                 row.kept_bytes += nbytes
+    if isinstance(model, Module):
+        _assign_parameters(model, rows, modules)
     return rows, recorder, out
 
 
-def peak_gemm_flops(device: str = "cpu", n: int = 2048, repeats: int = 3) -> float:
+def _assign_parameters(model: Module, rows: dict, modules: dict) -> None:
+    """Each parameter counts in the row of the innermost module holding it that ran (MultiheadAttention
+    reads its projections' weights itself: they count in its row)."""
+    for name, p in model.named_parameters():
+        parts = name.split(".")[:-1]
+        owner = next((".".join(parts[:k]) for k in range(len(parts), 0, -1) if ".".join(parts[:k]) in rows), None)
+        _row_for(rows, modules, owner or "(model)").params += p.size
+
+
+def peak_gemm_flops(device: str = "cpu", n: int = 1024, repeats: int = 3) -> float:
     """FLOP/s of an n×n float32 matmul on ``device`` (best of ``repeats``): this machine's GEMM peak."""
     xp = backend.get_backend(device).xp
     a = xp.ones((n, n), dtype="float32")
@@ -322,6 +332,6 @@ def format_summary(summary: Summary) -> str:
         lines.append(f"measured on {summary.device}: forward {1e3 * t['time_forward']:.2f} ms, backward "
                      f"{1e3 * t['time_backward']:.2f} ms; {achieved / 1e9:.2f} GFLOP/s overall = "
                      f"{100 * achieved / summary.peak_gemm_flops:.0f}% of this device's float32 GEMM peak "
-                     f"({summary.peak_gemm_flops / 1e9:.1f} GFLOP/s, 2048x2048 matmul); forward allocated "
+                     f"({summary.peak_gemm_flops / 1e9:.1f} GFLOP/s, 1024x1024 matmul); forward allocated "
                      f"{_size(summary.measured_total_peak)} net (kept for backward predicted {_size(t['kept_bytes'])})")
     return "\n".join(lines)

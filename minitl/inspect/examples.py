@@ -54,7 +54,29 @@ def cnn(seed: int = 0) -> Example:
                    "conv 3x3 (1->2) + ReLU + max-pool 2x2 + dense 18->3, cross-entropy on one 6x6 image", (1, 6, 6))
 
 
-EXAMPLES = {"neuron": neuron, "mlp": mlp, "cnn": cnn}
+def transformer(seed: int = 0) -> Example:
+    """One post-LN Transformer encoder layer, d = 8, 2 heads, FFN 16 (GELU), no dropout, on 3 tokens."""
+    mt_random.manual_seed(seed)
+    model = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0)
+    rng = numpy.random.default_rng(seed)
+    x = Tensor(rng.standard_normal((1, 3, 8)).astype(numpy.float32))
+    target = Tensor(rng.standard_normal((1, 3, 8)).astype(numpy.float32))
+    return Example(model, (x,), lambda y: F.mse_loss(y, target),
+                   "one Transformer encoder layer (d=8, 2 heads, FFN 16), MSE to a random target, 3 tokens", (3, 8))
+
+
+def lstm(seed: int = 0) -> Example:
+    """One LSTM step: input 3, hidden 4, a batch of 2, from zero states."""
+    mt_random.manual_seed(seed)
+    model = nn.LSTM(3, 4)
+    rng = numpy.random.default_rng(seed)
+    x = Tensor(rng.standard_normal((1, 2, 3)).astype(numpy.float32))  # (T = 1 step, N = 2, I = 3)
+    target = Tensor(rng.standard_normal((1, 2, 4)).astype(numpy.float32))
+    return Example(model, (x,), lambda out: F.mse_loss(out[0], target),
+                   "one LSTM step (input 3, hidden 4, batch 2, zero states), MSE of h_1 to a random target", (2, 3))
+
+
+EXAMPLES = {"neuron": neuron, "mlp": mlp, "cnn": cnn, "transformer": transformer, "lstm": lstm}
 
 
 def build(name: str, seed: int = 0) -> Example:

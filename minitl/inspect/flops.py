@@ -28,6 +28,10 @@ PER_ELEMENT = {
 }
 
 
+# element-wise FLOPs per hidden unit and step of a recurrent cell (gate nonlinearities, products, sums)
+RECURRENT = {"RNNSequence": 4, "LSTMSequence": 25, "GRUSequence": 22}
+
+
 def _gemm(a_shape, b_shape, out_shape) -> int:
     k = a_shape[-1] if len(a_shape) else 1
     return 2 * prod(out_shape) * k
@@ -69,6 +73,16 @@ def op_flops(op: str, in_shapes: list, out_shape: tuple, options: dict, wants: t
         dp = 2 * scores * dv if (wants[0] or wants[1]) else 0  # dJ/dP = dJ/dO Vᵀ
         backward = dp + 4 * scores * (wants[0] or wants[1]) + 2 * scores * d * (wants[0] + wants[1]) \
             + 2 * scores * dv * wants[2]
+        return forward, backward
+    if op in RECURRENT:  # inputs x (T, N, I), S states, W_ih (G·H, I), W_hh (G·H, H), b_ih, b_hh
+        (t, n, i), states = in_shapes[0], (2 if op == "LSTMSequence" else 1)
+        gh, h = in_shapes[1 + states][0], in_shapes[2 + states][1]
+        projection, recurrence = 2 * t * n * i * gh, 2 * t * n * h * gh
+        pointwise = RECURRENT[op] * t * n * h
+        forward = projection + recurrence + pointwise + 2 * t * n * gh  # + the two biases
+        # BPTT: δ W_hh every step, dJ/dW_ih and dJ/dW_hh one GEMM each, dJ/dx if wanted
+        backward = recurrence + 2 * pointwise + projection * wants[1 + states] + recurrence * wants[2 + states] \
+            + projection * wants[0]
         return forward, backward
     if op in ("MaxPool2d", "AvgPool2d"):
         kh, kw = options.get("kernel", (1, 1))

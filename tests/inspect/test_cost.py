@@ -86,11 +86,11 @@ def test_summary_measure_on_a_small_net():
 
 
 def test_cli_summary(capsys):
-    assert main(["summary", "resnet18", "--input-size", "32", "--json"]) == 0
+    assert main(["summary", "resnet18", "--input-size", "16", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["totals"]["params"] == 11_689_512  # torchvision's resnet18 parameter count
     conv1 = next(r for r in data["rows"] if r["name"] == "conv1")
-    assert conv1["flops_forward"] == 2 * 64 * 16 * 16 * 3 * 7 * 7  # 7x7/2 stem, no bias
+    assert conv1["flops_forward"] == 2 * 64 * 8 * 8 * 3 * 7 * 7  # 7x7/2 stem, no bias
     assert main(["summary", "cnn", "--measure", "--repeats", "1"]) == 0
     assert "measured on cpu" in capsys.readouterr().out
     assert main(["summary", "cnn", "--batch", "4"]) == 2
@@ -101,3 +101,22 @@ def test_cli_summary(capsys):
 def test_cli_summary_bad_input(bad, capsys):
     assert main(bad) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_fused_attention_and_lstm_flops_by_hand():
+    from minitl.inspect.flops import RECURRENT  # noqa: PLC0415
+
+    q, k, v = _x(1, 2, 3, 4, grad=True), _x(1, 2, 3, 4, grad=True), _x(1, 2, 3, 4, grad=True)
+    row = _rows(summarize(lambda a, b, c: F.scaled_dot_product_attention(a, b, c), (q, k, v)))["(model)"]
+    scores = 1 * 2 * 3 * 3  # (batch · heads) · Lq · Lk
+    assert row.ops[0] == "ScaledDotProductAttention"
+    # QKᵀ: 18 dot products of length 4; PV: 2·3·4 outputs, each a dot product of length 3; scale + softmax 6/score
+    assert row.flops_forward == 2 * scores * 4 + 2 * (2 * 3 * 4) * 3 + 6 * scores
+    assert row.workspace_bytes == scores * 4 and row.workspace_kind == "attention scores"
+
+    lstm = nn.LSTM(3, 4)
+    row = _rows(summarize(lstm, _x(1, 2, 3), lambda out: out[0].sum()))["(model)"]
+    t, n, i, h = 1, 2, 3, 4
+    gemms = 2 * t * n * i * 4 * h + 2 * t * n * h * 4 * h  # W_ih x_t and W_hh h_{t-1} for the 4 gates
+    assert row.flops_forward == gemms + RECURRENT["LSTMSequence"] * t * n * h + 2 * t * n * 4 * h
+    assert row.params == 4 * h * (i + h) + 2 * 4 * h
