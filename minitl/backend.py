@@ -308,3 +308,29 @@ def blas_info() -> str:
         f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, {p.get('num_threads')} threads)"
         for p in pools
     )
+
+
+_blas_controller = None
+
+
+def one_blas_thread(xp):
+    """A context in which NumPy's BLAS runs on one thread (CuPy: no effect).
+
+    For loops of many small GEMMs (a recurrent layer's h_{t−1} W_hhᵀ, (32 × 128)·(128 × 512)):
+    splitting such a product over threads costs more in start-up and synchronisation than it
+    saves, and on a busy machine a descheduled worker thread stalls every step.  Uses
+    threadpoolctl where installed (the ``app`` extra); without it, nothing changes.
+    """
+    global _blas_controller
+    if xp is not numpy:
+        return contextlib.nullcontext()
+    if _blas_controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+        except ImportError:
+            _blas_controller = False
+        else:
+            _blas_controller = ThreadpoolController()
+    if _blas_controller is False:
+        return contextlib.nullcontext()
+    return _blas_controller.limit(limits=1, user_api="blas")

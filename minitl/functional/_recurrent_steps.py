@@ -48,7 +48,8 @@ class _Sequence(Function):
         self.steps = range(T - 1, -1, -1) if reverse else range(T)
         self.h_prev = xp.empty((T, N, H), dtype=dtype)
         out = xp.empty((T + S, N, H), dtype=dtype)
-        finals = self._forward_steps(xp, projected.reshape(T, N, -1), states, b_hh, out)
+        with backend.one_blas_thread(xp):  # T small GEMMs: threads cost more than they give
+            finals = self._forward_steps(xp, projected.reshape(T, N, -1), states, b_hh, out)
         for k, final in enumerate(finals):
             out[T + k] = final
         return out
@@ -61,7 +62,8 @@ class _Sequence(Function):
         T, N, I, H = self.shape
         S, need = self.n_states, self.needs_input_grad
         d_states = [g[T + k] for k in range(S)]
-        d_in, d_hid, d_states = self._backward_steps(xp, g[:T], d_states)
+        with backend.one_blas_thread(xp):
+            d_in, d_hid, d_states = self._backward_steps(xp, g[:T], d_states)
         d_in2, d_hid2 = d_in.reshape(T * N, -1), d_hid.reshape(T * N, -1)
         grads = [None] * (1 + S + 4)
         if need[0]:

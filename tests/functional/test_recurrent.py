@@ -174,3 +174,19 @@ def test_bad_shapes_and_lengths_are_named():
         F.gru_cell(x, None, minitl.Tensor(np.zeros((6, 3))), minitl.Tensor(np.zeros((6, 2))))
     with pytest.raises(ValueError, match="nonlinearity"):
         F.rnn_layer(x, None, minitl.Tensor(np.zeros((2, 3))), minitl.Tensor(np.zeros((2, 2))), nonlinearity="gelu")
+
+
+def test_step_loops_run_numpy_blas_on_one_thread_and_restore_it():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from minitl import backend
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    with backend.one_blas_thread(np):
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
+    import fakecupy
+    with backend.one_blas_thread(fakecupy):  # a device backend: nothing to limit
+        assert blas_threads() == before

@@ -1,0 +1,240 @@
+"""LSTM forward+backward throughput: minitl vs PyTorch (CPU), each in its own process, alternated.
+
+One LSTM layer, input 128, hidden 128, batch 32, length 256, float32 (the issue's setting); one
+measured call = forward over the whole sequence + backward of a sum over every output, with the
+parameter gradients zeroed before.  Inside a worker: the median of ``--calls`` timed calls after
+2 warm-up calls.  Each (round, framework) is a fresh process; the order flips every round; the
+figures are medians over >= 5 rounds.  Beside the total, each worker times the pieces the
+recurrence is made of, so the report can say where time goes:
+
+    step GEMM     h_{t−1} W_hhᵀ: (32 × 128) · (128 × 512), done 2T times (forward, and δ W_hh in backward);
+                  minitl runs the step loops on one BLAS thread (backend.one_blas_thread)
+    big GEMMs     X W_ihᵀ and the three weight/input-gradient GEMMs over all T·N rows (done once)
+    the rest      the gates' elementwise work, T steps forward and T backward, plus Python per step
+
+    python benchmarks/lstm.py                 # 5 rounds; benchmarks/results/lstm.{json,md}
+    python benchmarks/lstm.py --threads 1     # one BLAS/OpenMP thread each (steadier on a busy machine)
+    python benchmarks/lstm.py --worker minitl # one measurement, JSON on stdout
+
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if set, are removed for the workers.  ``uptime`` (load
+average) is recorded beside every result: the machine is shared.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+T, N, I, H = 256, 32, 128, 128
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _median_time(fn, calls: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _gemm_times(calls: int) -> dict:
+    """The recurrence's GEMM shapes alone, in NumPy, as minitl runs them (step GEMMs on one BLAS thread), seconds."""
+    import numpy as np
+
+    from minitl import backend
+
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((N, H)).astype(np.float32)
+    w = rng.standard_normal((4 * H, H)).astype(np.float32)
+    x = rng.standard_normal((T * N, I)).astype(np.float32)
+    d = rng.standard_normal((T * N, 4 * H)).astype(np.float32)
+    out = np.empty((N, 4 * H), dtype=np.float32)
+    with backend.one_blas_thread(np):
+        step = _median_time(lambda: [np.matmul(h, w.T, out=out) for _ in range(64)], max(3, calls // 2)) / 64
+    big = _median_time(lambda: (x @ w.T, d @ w, d.T @ x, d.T @ x), max(3, calls // 2))
+    return {"step_gemm_s": step, "step_gemms_per_call": 2 * T, "big_gemms_s": big,
+            "step_gemm_gflops": 2 * N * H * 4 * H / step / 1e9}
+
+
+def _minitl(calls: int) -> dict:
+    import numpy as np
+
+    import minitl
+    from minitl import nn
+
+    minitl.manual_seed(0)
+    model = nn.LSTM(I, H)
+    x = minitl.Tensor(np.random.default_rng(0).standard_normal((T, N, I)).astype(np.float32), requires_grad=True)
+
+    def train_call():
+        for p in model.parameters():
+            p.grad = None
+        x.grad = None
+        out, _ = model(x)
+        out.sum().backward()
+
+    def forward_call():
+        with minitl.no_grad():
+            model(x)
+
+    result = {"fwd_bwd_s": _median_time(train_call, calls), "fwd_s": _median_time(forward_call, calls),
+              "minitl": minitl.__version__, "numpy": np.__version__}
+    result.update(_gemm_times(calls))
+    return result
+
+
+def _torch(calls: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(I, H)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((T, N, I)).astype(np.float32)).requires_grad_()
+
+    def train_call():
+        model.zero_grad(set_to_none=True)
+        x.grad = None
+        out, _ = model(x)
+        out.sum().backward()
+
+    def forward_call():
+        with torch.no_grad():
+            model(x)
+
+    return {"fwd_bwd_s": _median_time(train_call, calls), "fwd_s": _median_time(forward_call, calls),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_mkldnn": bool(torch.backends.mkldnn.is_available())}
+
+
+def worker(framework: str, calls: int) -> dict:
+    cpu0, start = time.process_time(), time.perf_counter()
+    result = (_minitl if framework == "minitl" else _torch)(calls)
+    elapsed = time.perf_counter() - start
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [{k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+                 for p in threadpool_info()]
+    except ImportError:
+        pools = "threadpoolctl not installed"
+    result.update(framework=framework, sequences_per_s=N / result["fwd_bwd_s"], cpus_used=(time.process_time() - cpu0) / elapsed,
+                  load_average_1min=os.getloadavg()[0], threadpools=pools)
+    return result
+
+
+def _run_worker(framework: str, calls: int, threads: int | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    if threads:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
+    out = subprocess.run([sys.executable, __file__, "--worker", framework, "--calls", str(calls)],
+                         env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{framework} worker failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return f"load average {os.getloadavg()}"
+
+
+def _report(runs, args, argv, uptimes) -> dict:
+    med = {fw: {k: statistics.median(r[k] for r in runs[fw]) for k in ("fwd_bwd_s", "fwd_s", "sequences_per_s")}
+           for fw in runs}
+    m = runs["minitl"]
+    step = statistics.median(r["step_gemm_s"] for r in m)
+    big = statistics.median(r["big_gemms_s"] for r in m)
+    total = med["minitl"]["fwd_bwd_s"]
+    paired = [a["sequences_per_s"] / b["sequences_per_s"] for a, b in zip(runs["minitl"], runs["torch"])]
+    return {
+        "benchmark": f"LSTM forward+backward, 1 layer, input {I}, hidden {H}, batch {N}, length {T}, float32",
+        "command": "python benchmarks/lstm.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "method": f"each framework in its own process per round, alternated (order flips each round); median of "
+                  f"{args.calls} calls per worker after 2 warm-up calls; medians over {args.rounds} rounds",
+        "threads": args.threads or "library defaults",
+        "minitl_ms": 1e3 * total, "torch_ms": 1e3 * med["torch"]["fwd_bwd_s"],
+        "minitl_forward_ms": 1e3 * med["minitl"]["fwd_s"], "torch_forward_ms": 1e3 * med["torch"]["fwd_s"],
+        "ratio_minitl_over_torch_throughput": med["minitl"]["sequences_per_s"] / med["torch"]["sequences_per_s"],
+        "paired_ratio_median": statistics.median(paired), "paired_ratios": paired,
+        "where_minitl_time_goes": {
+            "step_gemm_us": 1e6 * step, "step_gemm_gflops": statistics.median(r["step_gemm_gflops"] for r in m),
+            "step_gemms_ms": 1e3 * step * 2 * T, "step_gemms_share": step * 2 * T / total,
+            "big_gemms_ms": 1e3 * big, "big_gemms_share": big / total,
+            "elementwise_and_python_ms": 1e3 * (total - step * 2 * T - big),
+        },
+        "runs": runs, "uptime": uptimes,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "note": "shared machine (2 cores, other helpers' jobs running): see uptime and load_average_1min per run",
+    }
+
+
+def _markdown(report) -> str:
+    w = report["where_minitl_time_goes"]
+    loads = [r["load_average_1min"] for fw in report["runs"] for r in report["runs"][fw]]
+    return "\n".join([
+        f"# {report['benchmark']}", "",
+        f"`{report['command']}` — {report['method']}; threads: {report['threads']}.", "",
+        "| | minitl | PyTorch | minitl/PyTorch throughput |", "|---|---:|---:|---:|",
+        f"| forward+backward (ms) | {report['minitl_ms']:.1f} | {report['torch_ms']:.1f} | "
+        f"**{report['ratio_minitl_over_torch_throughput']:.2f}x** (paired median {report['paired_ratio_median']:.2f}x) |",
+        f"| forward only, no graph (ms) | {report['minitl_forward_ms']:.1f} | {report['torch_forward_ms']:.1f} | "
+        f"{report['torch_forward_ms'] / report['minitl_forward_ms']:.2f}x |", "",
+        "Where minitl's time goes (forward+backward):", "",
+        f"- {2 * T} small step GEMMs (32×128)·(128×512): {w['step_gemm_us']:.0f} µs each "
+        f"({w['step_gemm_gflops']:.1f} GFLOP/s), {w['step_gemms_ms']:.1f} ms = {100 * w['step_gemms_share']:.0f}%",
+        f"- the big GEMMs over all T·N rows (input projection, dX, dW_ih, dW_hh): {w['big_gemms_ms']:.1f} ms = "
+        f"{100 * w['big_gemms_share']:.0f}%",
+        f"- the gates' elementwise work and Python per step: {w['elementwise_and_python_ms']:.1f} ms", "",
+        f"Load average (1 min) seen by the workers: {min(loads):.1f}–{max(loads):.1f}. uptime before/after: "
+        + " | ".join(report["uptime"]), "",
+        f"{report['note']}.", "",
+    ])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", choices=["minitl", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=5, help="alternated rounds (>= 5; default 5)")
+    parser.add_argument("--calls", type=int, default=7, help="timed calls per worker (default 7)")
+    parser.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads for both (default: libraries')")
+    parser.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/lstm.json)")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.calls)))
+        return 0
+    if args.rounds < 5:
+        parser.error("--rounds must be >= 5 (medians of at least five alternated rounds)")
+    output = args.output or RESULTS / ("lstm.json" if not args.threads else f"lstm_{args.threads}thread.json")
+    uptimes = [_uptime()]
+    runs, order = {"minitl": [], "torch": []}, ["minitl", "torch"]
+    for r in range(args.rounds):
+        for framework in order:
+            result = _run_worker(framework, args.calls, args.threads)
+            runs[framework].append(result)
+            print(f"round {r + 1}/{args.rounds} {framework:6s} {1e3 * result['fwd_bwd_s']:8.1f} ms fwd+bwd "
+                  f"{1e3 * result['fwd_s']:7.1f} ms fwd  (load {result['load_average_1min']:.1f})", flush=True)
+        order.reverse()
+    uptimes.append(_uptime())
+    report = _report(runs, args, argv, uptimes)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    output.with_suffix(".md").write_text(_markdown(report))
+    print(_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
