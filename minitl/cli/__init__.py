@@ -46,6 +46,10 @@ def main(argv=None) -> int:
         # the reader went away (`minitl weights inspect F | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except MemoryError:
+        print(f"minitl {args.command}: error: out of memory (the input asks for more than this machine has)",
+              file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         # user-facing failures (bad file, missing data, wrong shape) end in one clear line
         print(f"minitl {args.command}: error: {error}", file=sys.stderr)

@@ -7,15 +7,16 @@
     keras.py        Keras .h5 (h5py)
     onnx.py         ONNX graphs walked in order onto the ResNet builder (onnx)
     names.py        name maps and layout conversions (HWIO -> OIHW, dense transposes, BN names)
-    errors.py       WeightsError (a ValueError) and its kinds
+    errors.py       WeightsError (a ValueError) and its kinds; reading(): every reader's failure -> one line
+    limits.py       the size budget (MINITL_MAX_LOAD_BYTES): what a file may make minitl allocate
 """
 from .api import (
     MappingRow, TransferReport, convert, detect_format, load_model, load_weights, read_file, resolve_source, save_npz,
 )
-from .errors import ArchitectureMismatchError, CorruptFileError, UnsafeFileError, WeightsError
+from .errors import ArchitectureMismatchError, CorruptFileError, SizeLimitError, UnsafeFileError, WeightsError
 
 __all__ = [
     "load_weights", "load_model", "save_npz", "convert", "read_file", "detect_format", "resolve_source",
     "TransferReport", "MappingRow",
-    "WeightsError", "CorruptFileError", "UnsafeFileError", "ArchitectureMismatchError",
+    "WeightsError", "CorruptFileError", "UnsafeFileError", "SizeLimitError", "ArchitectureMismatchError",
 ]

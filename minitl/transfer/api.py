@@ -25,7 +25,7 @@ from . import npz as npz_format
 from . import onnx as onnx_format
 from . import pytorch as pytorch_format
 from . import safetensors as safetensors_format
-from .errors import ArchitectureMismatchError, WeightsError
+from .errors import ArchitectureMismatchError, CorruptFileError, WeightsError, brief, reading
 from .names import keras_resnet_names, torch_names
 
 EXTENSIONS = {
@@ -179,11 +179,9 @@ def detect_format(path) -> str:
     if head.startswith(b"\x89HDF"):
         return "keras"
     if head.startswith(b"PK"):
-        try:
+        with reading(path, "zip"):
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
-        except zipfile.BadZipFile:
-            raise WeightsError(f"{path}: a damaged zip file") from None
         return "pytorch" if any(n.endswith("data.pkl") for n in names) else "npz"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
@@ -202,14 +200,31 @@ def read_file(path, fmt=None) -> tuple[dict, dict, list, dict]:
         state, metadata, rows, structure = onnx_format.read(path)
     elif fmt == "keras":
         raw, metadata = keras_format.read(path)
-        state, rows = keras_resnet_names(raw)
     else:
         reader = {"npz": npz_format, "safetensors": safetensors_format, "pytorch": pytorch_format}[fmt]
         raw, metadata = reader.read(path)
-        state, rows = torch_names(raw)
-    mapped = [MappingRow(s, t, tuple(ss), tuple(ts), str(state[t].dtype) if t in state else "", c,
-                         "ok" if t else "unused") for s, t, ss, ts, c in rows]
+    with reading(path, fmt):  # names and shapes come from the file: a surprise there is the file's fault
+        if fmt != "onnx":
+            state, rows = (keras_resnet_names if fmt == "keras" else torch_names)(raw)
+        _check_metadata(metadata)
+        mapped = [MappingRow(s, t, tuple(ss), tuple(ts), str(state[t].dtype) if t in state else "", c,
+                             "ok" if t else "unused") for s, t, ss, ts, c in rows]
     return state, metadata, mapped, structure
+
+
+def _check_metadata(metadata) -> None:
+    """The metadata fields minitl acts on have the types it expects (they come from the file)."""
+    if not isinstance(metadata, dict):
+        raise CorruptFileError("metadata is not a JSON object")
+    arch = metadata.get("arch")
+    if arch is not None and (not isinstance(arch, str) or arch not in _known()):
+        raise CorruptFileError(f"metadata names an unknown architecture {brief(arch)}")
+    for key in ("preprocessing",):
+        if metadata.get(key) is not None and not isinstance(metadata[key], dict):
+            raise CorruptFileError(f"metadata field {key} is not a JSON object")
+    names = metadata.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CorruptFileError("metadata field class_names is not a list of strings")
 
 
 # ---------------------------------------------------------------------------- mapping
@@ -265,7 +280,8 @@ def load_weights(source, arch=None) -> tuple[dict, TransferReport]:
     state, metadata, rows, structure = read_file(path, fmt)
     report = TransferReport(source=str(source), format=fmt, rows=rows, metadata=metadata, structure=structure)
     report.notes.extend(structure.get("notes", []))
-    report.inferred_arch = infer_arch(state, structure)
+    with reading(path, fmt):
+        report.inferred_arch = infer_arch(state, structure)
     model = arch if isinstance(arch, Module) else None
     if model is not None:
         name = getattr(model, "arch", None)
@@ -274,13 +290,16 @@ def load_weights(source, arch=None) -> tuple[dict, TransferReport]:
         if name is not None:
             get_spec(name)  # a clear error for an unknown name
     report.arch = name
-    if model is None and name is not None:
-        classes = _file_classes(state, _head_name(name))
-        model = create(name, num_classes=classes)
-    if model is not None:
-        _compare(model, state, report)
-        if structure:
-            report.conflicts = onnx_format.check_structure(model, structure)
+    with reading(path, fmt):  # a head of a shape no model can have is the file's fault
+        if model is None and name is not None:
+            classes = _file_classes(state, _head_name(name))
+            if classes is not None and classes < 1:
+                raise CorruptFileError(f"the classifier {_head_name(name)}.weight has {classes} rows")
+            model = create(name, num_classes=classes)
+        if model is not None:
+            _compare(model, state, report)
+            if structure:
+                report.conflicts = onnx_format.check_structure(model, structure)
     preprocessing = metadata.get("preprocessing")
     if preprocessing is None and model is not None and getattr(model, "preprocessing", None) is not None:
         preprocessing = model.preprocessing.to_dict()

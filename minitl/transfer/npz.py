@@ -1,7 +1,8 @@
 """``.npz``: NumPy's zip of ``.npy`` arrays — the primary exported-arrays format, and minitl's own.
 
-Read with ``numpy.load(allow_pickle=False)`` always: an object array (which would need
-unpickling) is refused.  minitl's own files carry one extra entry, ``__minitl_metadata__``,
+Read entry by entry with the ``.npy`` header checked before anything is allocated
+(:func:`read_arrays`, also used for checkpoints); an object array (which would need unpickling)
+is refused, never loaded.  minitl's own files carry one extra entry, ``__minitl_metadata__``,
 a 1-element *string* array holding JSON (architecture, preprocessing, class names), so
 even the metadata needs no pickle.
 """
@@ -14,8 +15,11 @@ from collections import OrderedDict
 
 import numpy
 
+from numpy.lib import format as npy_format
+
 from ..fileio import atomic_write
-from .errors import CorruptFileError, UnsafeFileError, WeightsError
+from .errors import CorruptFileError, UnsafeFileError, WeightsError, brief, one_line, reading
+from .limits import Budget, count_of
 
 METADATA_KEY = "__minitl_metadata__"
 
@@ -28,31 +32,81 @@ def read(path) -> tuple[OrderedDict, dict]:
         magic = handle.read(4)
     if magic[:2] != b"PK":
         raise CorruptFileError(f"{path}: not an .npz file (no zip signature; starts with {magic!r})")
-    try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, numpy.lib.npyio.NpzFile):
-                raise CorruptFileError(f"{path}: a single .npy array, not an .npz archive of named arrays")
-            for name in archive.files:
-                array = archive[name]  # lazily read: errors surface here, inside the try
-                if name == METADATA_KEY:
-                    metadata = _decode_metadata(path, array)
-                    continue
-                if array.dtype.kind not in "biuf":
-                    raise WeightsError(f"{path}: entry {name!r} has dtype {array.dtype}, not a numeric weight array")
+    with reading(path, ".npz"):
+        for name, array in read_arrays(path, text_keys=(METADATA_KEY,)):
+            if name == METADATA_KEY:
+                metadata = _decode_metadata(path, array)
+            else:
                 state[name] = array
-    except WeightsError:
-        raise
-    except FileNotFoundError:
-        raise
-    except ValueError as error:
-        if "allow_pickle" in str(error) or "Object arrays" in str(error):
-            raise UnsafeFileError(
-                f"{path}: contains a pickled (object) array; minitl never unpickles weight files"
-            ) from None
-        raise CorruptFileError(f"{path}: not a readable .npz file ({error})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, UnicodeDecodeError) as error:
-        raise CorruptFileError(f"{path}: truncated or corrupted .npz file ({type(error).__name__}: {error})") from None
     return state, metadata
+
+
+MAX_ENTRIES = 100_000
+
+
+def read_arrays(path, text_keys=(), budget: Budget | None = None):
+    """Yield ``(name, array)`` for each ``.npy`` entry of the zip at ``path``, checked before allocating.
+
+    Each entry's ``.npy`` header (dtype, shape) is parsed first; the entry must hold exactly
+    ``header + prod(shape) * itemsize`` bytes (its declared uncompressed size in the zip), that size
+    is taken from the file's :class:`~minitl.transfer.limits.Budget` (so a deflate bomb or a header
+    claiming 10^12 elements is refused before any allocation), and the data is read in place, in
+    bounded chunks; the zip CRC is checked at the end of each entry.  Only numeric dtypes (``biuf``)
+    are read, plus unicode text for the names in ``text_keys``; object arrays (pickles) are refused.
+    Errors are :class:`WeightsError`; call inside :func:`~minitl.transfer.errors.reading`.
+    """
+    budget = budget or Budget(path)
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_ENTRIES:
+            raise CorruptFileError(f"a zip of {len(infos):,} entries; at most {MAX_ENTRIES:,} are read")
+        seen = set()
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                raise CorruptFileError(f"entry {brief(info.filename)} is not a .npy array")
+            name = info.filename[: -len(".npy")]
+            if name in seen:
+                raise CorruptFileError(f"entry {brief(name)} appears twice")
+            seen.add(name)
+            budget.take(info.file_size, f"entry {brief(name)}")
+            with archive.open(info) as member:
+                yield name, _read_npy(member, info.file_size, name, name in text_keys)
+
+
+def _read_npy(member, declared: int, name: str, text_ok: bool) -> numpy.ndarray:
+    version = npy_format.read_magic(member)
+    if version not in ((1, 0), (2, 0)):  # 3.0 only adds utf-8 field names of structured dtypes
+        raise CorruptFileError(f"entry {brief(name)}: .npy version {version} is not read here")
+    header_of = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    shape, fortran, dtype = header_of(member)  # a literal_eval of a size-limited dict, no pickle
+    if dtype.hasobject:
+        raise UnsafeFileError(f"entry {brief(name)} is a pickled (object) array; minitl never unpickles weight files")
+    if not (dtype.kind in "biuf" or (text_ok and dtype.kind == "U")) or dtype.subdtype is not None:
+        raise WeightsError(f"entry {brief(name)} has dtype {dtype}, not a numeric weight array")
+    if any(n < 0 for n in shape):
+        raise CorruptFileError(f"entry {brief(name)} has a negative dimension in shape {shape}")
+    nbytes = count_of(shape) * dtype.itemsize
+    header = member.tell()
+    if header + nbytes != declared:
+        raise CorruptFileError(
+            f"entry {brief(name)} declares shape {one_line(shape, 80)} of {dtype} ({nbytes:,} bytes) "
+            f"but holds {declared - header:,} bytes"
+        )
+    array = numpy.empty(count_of(shape), dtype=dtype)
+    buffer, filled = array.view(numpy.uint8), 0
+    while filled < nbytes:
+        got = member.readinto(buffer[filled : filled + CHUNK])
+        if not got:
+            raise CorruptFileError(f"entry {brief(name)} ends early ({filled:,} of {nbytes:,} bytes)")
+        filled += got
+    if member.read(1):  # also makes zipfile check the entry's CRC
+        raise CorruptFileError(f"entry {brief(name)} holds more bytes than its header says")
+    if not dtype.isnative:
+        array = array.byteswap().view(dtype.newbyteorder("="))
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+CHUNK = 1 << 20
 
 
 def _decode_metadata(path, array) -> dict:

@@ -23,7 +23,8 @@ from collections import OrderedDict, defaultdict
 
 import numpy
 
-from .errors import ArchitectureMismatchError, CorruptFileError, WeightsError
+from .errors import ArchitectureMismatchError, CorruptFileError, UnsafeFileError, WeightsError, brief, reading
+from .limits import Budget, count_of
 
 PASS_THROUGH = ("BatchNormalization", "Relu", "Identity")
 
@@ -38,14 +39,14 @@ def _onnx():
 
 
 class _Graph:
-    def __init__(self, graph, numpy_helper, onnx):
+    def __init__(self, graph, numpy_helper, onnx, budget):
         self.nodes = list(graph.node)
-        self.consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+        self.consts = {init.name: _array(init, numpy_helper, onnx, budget) for init in graph.initializer}
         for node in self.nodes:
             if node.op_type == "Constant":
                 for attr in node.attribute:
                     if attr.name == "value":
-                        self.consts[node.output[0]] = numpy_helper.to_array(attr.t)
+                        self.consts[node.output[0]] = _array(attr.t, numpy_helper, onnx, budget)
         self.producer = {out: node for node in self.nodes for out in node.output}
         self.consumers = defaultdict(list)
         for node in self.nodes:
@@ -76,21 +77,42 @@ def read(path) -> tuple[OrderedDict, dict, list, dict]:
     """
     onnx, numpy_helper = _onnx()
     path = os.fspath(path)
-    try:
-        model = onnx.load(path)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # protobuf raises its own DecodeError types; all mean "not a valid file"
-        raise CorruptFileError(f"{path}: truncated or corrupted ONNX file ({type(error).__name__}: {error})") from None
-    if not model.graph.node:
-        raise CorruptFileError(f"{path}: an ONNX file with an empty graph (truncated or not a model)")
-    try:
-        graph = _Graph(model.graph, numpy_helper, onnx)
+    with reading(path, "ONNX"):
+        budget = Budget(path)
+        model = onnx.load(path, load_external_data=False)  # never opens another file
+        if not model.graph.node:
+            raise CorruptFileError("an ONNX file with an empty graph (truncated or not a model)")
+        graph = _Graph(model.graph, numpy_helper, onnx, budget)
         state, rows, structure = _walk(graph)
-    except WeightsError as error:
-        raise type(error)(f"{path}: {error}") from None
-    metadata = {"producer": model.producer_name, "opset": [int(o.version) for o in model.opset_import]}
+        metadata = {"producer": model.producer_name, "opset": [int(o.version) for o in model.opset_import]}
     return state, metadata, rows, structure
+
+
+# TensorProto data types read as weights: FLOAT, UINT8, INT8, UINT16, INT16, INT32, INT64, BOOL, FLOAT16,
+# DOUBLE, UINT32, UINT64 (strings, complex, bfloat16 and the 8/4-bit floats are not weights minitl uses)
+NUMERIC_TYPES = {1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13}
+
+
+def _array(tensor, numpy_helper, onnx, budget):
+    """A TensorProto as a NumPy array, after refusing external data and checking its size against the file."""
+    name = brief(tensor.name)
+    if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+        where = {entry.key: entry.value for entry in tensor.external_data}.get("location", "?")
+        raise UnsafeFileError(
+            f"tensor {name} keeps its data in an external file ({brief(where)}): minitl reads only "
+            "self-contained ONNX files, nothing outside the file"
+        )
+    if tensor.data_type not in NUMERIC_TYPES:
+        raise WeightsError(f"tensor {name} has ONNX data type {tensor.data_type}, not a numeric weight array")
+    dims = list(tensor.dims)
+    if any(d < 0 for d in dims):
+        raise CorruptFileError(f"tensor {name} has a negative dimension {dims[:8]}")
+    itemsize = numpy.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    nbytes = count_of(dims) * itemsize
+    if count_of(dims) > budget.file_size:  # every element takes at least one byte of the file
+        raise CorruptFileError(f"tensor {name} of shape {dims[:8]} claims more elements than the file has bytes")
+    budget.take(nbytes, f"tensor {name}")
+    return numpy_helper.to_array(tensor)
 
 
 def _unit(graph, conv):

