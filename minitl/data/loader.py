@@ -7,6 +7,11 @@ Randomness is a pure function of (seed, epoch, batch index):
 
 so a run resumed at an epoch boundary sees exactly the batches an uninterrupted run would,
 and a background prefetching thread yields the same batches as the main thread.
+
+Data-parallel runs: ``shard=(rank, size)`` makes ``batch_size`` the *global* batch and yields
+this rank's part of each one, ``numpy.array_split(global batch, size)[rank]`` — disjoint across
+ranks, together exactly the batch a single process would take, in every epoch's seeded order
+(which depends on seed and epoch only, so a run can resume at another world size).
 """
 from __future__ import annotations
 
@@ -25,13 +30,18 @@ class DataLoader:
     transform: ``t(image, rng) -> array`` applied to each sample (None: raw arrays, batched by
     ``dataset.get_batch``).  shuffle: a new order every epoch (call :meth:`set_epoch`, or let
     each ``iter`` advance the epoch).  drop_last: skip the final short batch.  prefetch: number
-    of batches a background thread prepares ahead (0: none).
+    of batches a background thread prepares ahead (0: none).  shard: (rank, world size) of a
+    data-parallel run: yield this rank's share of every global batch of ``batch_size``.
     """
 
     def __init__(self, dataset, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
-                 transform=None, seed: int = 0, prefetch: int = 0):
+                 transform=None, seed: int = 0, prefetch: int = 0, shard: tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        rank, size = shard
+        if not 0 <= rank < size:
+            raise ValueError(f"shard: rank {rank} is outside a world of size {size}")
+        self.shard = (int(rank), int(size))
         if prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {prefetch}")
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, int(batch_size), shuffle, drop_last
@@ -56,13 +66,17 @@ class DataLoader:
 
     def batch_indices(self, epoch: int | None = None):
         order = self.order(epoch)
+        rank, size = self.shard
         for b in range(len(self)):
-            yield order[b * self.batch_size:(b + 1) * self.batch_size]
+            indices = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield indices if size == 1 else numpy.array_split(indices, size)[rank]
 
     def make_batch(self, indices, epoch: int, batch: int):
         """The (x, y) of one batch; its random transforms use Generator(seed, epoch, batch)."""
         if self.transform is None:
             return self.dataset.get_batch(indices)
+        if len(indices) == 0:  # a rank's empty share of a last batch smaller than the world
+            return numpy.zeros((0,), numpy.float32), numpy.zeros(0, numpy.int64)
         rng = numpy.random.default_rng([self.seed, epoch, batch, 1])
         xs, ys = [], []
         if getattr(self.dataset, "in_memory", False):

@@ -13,7 +13,8 @@ exactly like one process × batch R·b (up to the order of float32 additions).
   single-process stand-in when no MPI world exists).
 * :mod:`.buckets` — gradients packed into size-bounded flat buffers, one ``Allreduce`` each.
 * :mod:`.optimizer` — wraps any minitl optimizer: average the gradients, then step.
-* :mod:`.sampler` — each rank's disjoint, seeded shard of every epoch's order.
+* each rank's data: ``DataLoader(..., shard=(rank, size))`` (minitl.data) yields the rank's
+  share of every global batch of the epoch's seeded order.
 
 BatchNorm: statistics are **local to each rank** (as PyTorch's DDP without SyncBatchNorm):
 in training mode each rank normalises its shard with the shard's own mean and variance, so
@@ -24,7 +25,6 @@ so every rank, and a resume at another world size, holds the same buffers.
 from .buckets import GradientBuckets
 from .comm import Communicator, RankFailedError, world
 from .optimizer import DistributedOptimizer, average_buffers, broadcast_module
-from .sampler import DistributedSampler
 
-__all__ = ["Communicator", "DistributedOptimizer", "DistributedSampler", "GradientBuckets", "RankFailedError",
+__all__ = ["Communicator", "DistributedOptimizer", "GradientBuckets", "RankFailedError",
            "average_buffers", "broadcast_module", "world"]

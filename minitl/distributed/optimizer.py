@@ -46,12 +46,19 @@ class DistributedOptimizer:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         self.buckets = GradientBuckets(params, bucket_bytes)
 
-    def synchronize(self) -> None:
-        """Average the gradients over the ranks (done by :meth:`step`; call alone to clip before stepping)."""
-        self.buckets.allreduce_mean_(self.comm)
+    _synchronized = False
+
+    def synchronize(self, weight: float | None = None, loss: float | None = None) -> float | None:
+        """Average the gradients over the ranks — weighted by each rank's example count ``weight`` when
+        given — and return the global mean ``loss``.  :meth:`step` calls it unless it was called for
+        this step already (call it first to check the loss or clip the averaged gradient)."""
+        self._synchronized = True
+        return self.buckets.allreduce_mean_(self.comm, weight, loss)
 
     def step(self, closure=None):
-        self.synchronize()
+        if not self._synchronized:
+            self.synchronize()
+        self._synchronized = False
         return self.optimizer.step(closure)
 
     def __getattr__(self, name):

@@ -1,10 +1,12 @@
-"""Run under ``mpiexec -n R``: k data-parallel steps on fixed data; rank 0 writes the parameters.
+"""Run under ``mpiexec -n R``: data-parallel steps on fixed data; rank 0 writes the parameters.
 
     python mpi_worker.py MODEL OPTIMIZER STEPS GLOBAL_BATCH OUT.npz
 
-MODEL: dense | cnn (a small CNN with BatchNorm in training mode).  Each rank takes its block
-of every global batch through DistributedSampler, averages gradients with
-DistributedOptimizer and, at the end, averages the BatchNorm running statistics.
+MODEL: dense | cnn (a small CNN with BatchNorm in training mode).  Each rank takes its share
+of every global batch (DataLoader's shard), averages gradients with DistributedOptimizer
+(weighted by its example count) and, at the end, averages the BatchNorm running statistics.
+N_EXAMPLES (optional, default STEPS·GLOBAL_BATCH) not a multiple of the batch makes the last
+batch short and unevenly split.
 Also used with a plain ``python`` (world of one) for the single-process run.
 """
 from __future__ import annotations
@@ -16,6 +18,20 @@ import numpy
 import minitl
 import minitl.functional as F
 from minitl import distributed, nn, optim
+from minitl.data.loader import DataLoader
+
+
+class Arrays:
+    """Rows of x and y, batched by index (what DataLoader needs without a transform)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def get_batch(self, indices):
+        return self.x[indices], self.y[indices]
 
 
 def build(kind: str):
@@ -38,18 +54,20 @@ def make_optimizer(name: str, params):
     return optim.AdamW(params, lr=0.01, weight_decay=0.01)
 
 
-def main(kind, opt_name, steps, global_batch, out):
+def main(kind, opt_name, steps, global_batch, out, n_examples=None):
     comm = distributed.world()
     model = build(kind)
     distributed.broadcast_module(model, comm)
     optimizer = distributed.DistributedOptimizer(make_optimizer(opt_name, model.parameters()), comm)
-    x, y = data(kind, steps * global_batch)
-    sampler = distributed.DistributedSampler(len(x), comm.rank, comm.size, global_batch // comm.size,
-                                             seed=7, shuffle=True)
-    for indices in sampler.batches(epoch=0):
-        loss = F.cross_entropy(model(minitl.Tensor(x[indices])), y[indices])
+    x, y = data(kind, n_examples or steps * global_batch)
+    loader = DataLoader(Arrays(x, y), batch_size=global_batch, shuffle=True, seed=7,
+                        shard=(comm.rank, comm.size))
+    loader.set_epoch(0)
+    for xb, yb in loader:
         optimizer.zero_grad()
-        loss.backward()
+        if len(yb):
+            F.cross_entropy(model(minitl.Tensor(xb)), yb).backward()
+        optimizer.synchronize(weight=len(yb))
         optimizer.step()
     distributed.average_buffers(model, comm)
     if comm.is_root:
@@ -58,4 +76,4 @@ def main(kind, opt_name, steps, global_batch, out):
 
 if __name__ == "__main__":
     kind, opt_name, steps, batch, out = sys.argv[1:6]
-    main(kind, opt_name, int(steps), int(batch), out)
+    main(kind, opt_name, int(steps), int(batch), out, int(sys.argv[6]) if len(sys.argv) > 6 else None)

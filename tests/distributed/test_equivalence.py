@@ -25,13 +25,13 @@ def _load(path):
         return {k: archive[k] for k in archive.files}
 
 
-def _plain_large_batch(kind, opt_name):
+def _plain_large_batch(kind, opt_name, n_examples=STEPS * GLOBAL_BATCH):
     """The reference: no minitl.distributed at all, one process, batch 32 (BatchNorm: two ghost batches of 16)."""
     model = mpi_worker.build(kind)
     optimizer = mpi_worker.make_optimizer(opt_name, model.parameters())
-    x, y = mpi_worker.data(kind, STEPS * GLOBAL_BATCH)
+    x, y = mpi_worker.data(kind, n_examples)
     order = numpy.random.default_rng([7, 0]).permutation(len(x))
-    for step in range(STEPS):
+    for step in range(-(-n_examples // GLOBAL_BATCH)):
         batch = order[step * GLOBAL_BATCH:(step + 1) * GLOBAL_BATCH]
         optimizer.zero_grad()
         if kind == "dense":
@@ -70,6 +70,17 @@ def test_four_ranks_oversubscribed_equal_one_process(tmp_path):
     out = tmp_path / "four.npz"
     run_ranks(4, [WORKER, "dense", "adamw", STEPS, GLOBAL_BATCH, out])
     distributed, reference = _load(out), _plain_large_batch("dense", "adamw")
+    for name in reference:
+        numpy.testing.assert_allclose(distributed[name], reference[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks, n_examples", [(2, 3 * GLOBAL_BATCH + 5), (4, 2 * GLOBAL_BATCH + 3)])
+def test_a_short_last_batch_split_unevenly_still_equals_one_process(tmp_path, ranks, n_examples):
+    """The last batch (5 or 3 examples) splits 3+2 or 1+1+1+0: gradients weighted by each rank's count."""
+    out = tmp_path / "uneven.npz"
+    run_ranks(ranks, [WORKER, "dense", "sgd", STEPS, GLOBAL_BATCH, out, n_examples])
+    distributed, reference = _load(out), _plain_large_batch("dense", "sgd", n_examples)
     for name in reference:
         numpy.testing.assert_allclose(distributed[name], reference[name], rtol=1e-5, atol=1e-6, err_msg=name)
 

@@ -6,19 +6,26 @@ import pytest
 
 import minitl
 from minitl import distributed, nn, optim
-from minitl.distributed import Communicator, DistributedSampler, GradientBuckets
+from minitl.data.loader import DataLoader
+from minitl.distributed import Communicator, GradientBuckets
+
+from .mpi_worker import Arrays
 
 
 class RecordingComm(Communicator):
     """A stand-in world of ``size`` ranks whose peers all hold ``peer_factor`` × this rank's buffer."""
 
-    def __init__(self, size: int, peer_factor: float = 1.0):
+    def __init__(self, size: int, peer_factor: float = 1.0, peer=None):
         super().__init__(None)
         self.size, self.peer_factor, self.calls = size, peer_factor, []
+        self.peer = peer  # optional: buffer -> what each peer holds
 
     def allreduce_sum_(self, buffer) -> None:
         self.calls.append(buffer.size)
-        buffer *= 1 + (self.size - 1) * self.peer_factor
+        if self.peer is not None:
+            buffer += (self.size - 1) * self.peer(buffer.copy())
+        else:
+            buffer *= 1 + (self.size - 1) * self.peer_factor
 
 
 def _params_with_grads(shapes, missing=()):
@@ -36,14 +43,18 @@ def test_buckets_are_size_bounded_and_one_allreduce_each():
     assert [[p.shape for p in b] for b in buckets.buckets] == [[(100,), (50, 2)], [(300,)], [(10,)]]
     comm = RecordingComm(size=4)
     buckets.allreduce_mean_(comm)
-    assert comm.calls == [200, 300, 10]  # one call per bucket, never one per parameter
+    assert comm.calls == [200 + 2, 300, 10]  # one call per bucket, never one per parameter (+2: count and loss)
 
 
 def test_allreduce_mean_averages_and_missing_gradients_count_as_zero():
     params = _params_with_grads([(3, 4), (5,), (2, 2)], missing=(1,))
     before = [None if p.grad is None else p.grad.data.copy() for p in params]
-    # peers hold 3× this rank's gradient: mean over 2 ranks = (g + 3g) / 2 = 2g
-    GradientBuckets(params).allreduce_mean_(RecordingComm(size=2, peer_factor=3.0))
+    def peer(buffer):  # the peer's gradients are 3× ours; its count is 1 (and its loss 0) as ours
+        buffer[:-2] *= 3
+        return buffer
+
+    # mean over 2 ranks = (g + 3g) / 2 = 2g
+    GradientBuckets(params).allreduce_mean_(RecordingComm(size=2, peer=peer))
     numpy.testing.assert_allclose(params[0].grad.data, 2 * before[0], rtol=1e-6)
     numpy.testing.assert_array_equal(params[1].grad.data, numpy.zeros(5, numpy.float32))
     numpy.testing.assert_allclose(params[2].grad.data, 2 * before[2], rtol=1e-6)
@@ -65,28 +76,37 @@ def test_single_process_world_is_an_identity():
     assert comm.allreduce_scalars([2.0, 3.0]).tolist() == [2.0, 3.0]
 
 
-@pytest.mark.parametrize("n, size, batch", [(64, 2, 16), (70, 2, 16), (100, 4, 8), (9, 3, 4)])
-def test_sampler_shards_are_disjoint_and_cover_each_global_batch(n, size, batch):
-    samplers = [DistributedSampler(n, r, size, batch, seed=3) for r in range(size)]
-    single = DistributedSampler(n, 0, 1, size * batch, seed=3)
+@pytest.mark.parametrize("n, size, batch", [(64, 2, 32), (70, 2, 32), (100, 4, 32), (9, 3, 4), (5, 4, 4)])
+def test_loader_shards_are_disjoint_and_make_up_each_global_batch(n, size, batch):
+    data = Arrays(numpy.arange(n), numpy.arange(n))
+    single = DataLoader(data, batch_size=batch, shuffle=True, seed=3)
+    shards = [DataLoader(data, batch_size=batch, shuffle=True, seed=3, shard=(r, size)) for r in range(size)]
     for epoch in range(2):
-        per_rank = [list(s.batches(epoch)) for s in samplers]
-        global_batches = list(single.batches(epoch))
-        assert all(len(b) == len(global_batches) for b in per_rank)
-        for step, expected in enumerate(global_batches):
-            shards = [per_rank[r][step] for r in range(size)]
-            assert all(len(s) == batch for s in shards)
-            numpy.testing.assert_array_equal(numpy.concatenate(shards), expected)
-        seen = numpy.concatenate([numpy.concatenate(b) for b in per_rank])
-        assert set(seen.tolist()) == set(range(n))  # every example is used (the tail wraps around)
-        if n % (size * batch) == 0:
-            assert len(seen) == n and len(set(seen.tolist())) == n  # and none twice
-    assert not numpy.array_equal(samplers[0].order(0), samplers[0].order(1))  # a new order each epoch
+        expected = list(single.batch_indices(epoch))
+        per_rank = [list(s.batch_indices(epoch)) for s in shards]
+        assert all(len(b) == len(expected) for b in per_rank)  # every rank takes part in every step
+        for step, whole in enumerate(expected):
+            parts = [per_rank[r][step] for r in range(size)]
+            numpy.testing.assert_array_equal(numpy.concatenate(parts), whole)
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert not numpy.array_equal(single.order(0), single.order(1))  # a new order each epoch
 
 
-def test_sampler_refuses_a_rank_outside_the_world():
+def test_loader_refuses_a_rank_outside_the_world():
     with pytest.raises(ValueError, match="rank 2 is outside a world of size 2"):
-        DistributedSampler(10, 2, 2, 4)
+        DataLoader(Arrays(numpy.arange(4), numpy.arange(4)), shard=(2, 2))
+
+
+def test_weighted_average_uses_each_ranks_example_count():
+    """Σ n_r g_r / Σ n_r and the global mean loss, from one Allreduce per bucket."""
+    params = _params_with_grads([(6,)])
+    g = params[0].grad.data.copy()
+    comm = RecordingComm(size=2, peer_factor=3.0)  # the peer's packed buffer is 3x ours: 3·(n·g, n, n·J)
+    loss = GradientBuckets(params).allreduce_mean_(comm, weight=5, loss=0.25)
+    # Σ n_r g_r = 4·5·g, Σ n_r = 4·5  →  g;  Σ n_r J_r / Σ n_r = 0.25
+    numpy.testing.assert_allclose(params[0].grad.data, g, rtol=1e-6)
+    assert loss == pytest.approx(0.25)
+    assert comm.calls == [6 + 2]  # the counts ride in the first (only) bucket
 
 
 def test_distributed_optimizer_wraps_any_optimizer():
