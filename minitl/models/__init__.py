@@ -4,6 +4,7 @@
     vgg.py            VGG builder, vgg16
     preprocessing.py  what a pretrained network expects of its input
     registry.py       architecture names -> builders (``create``), ``infer_arch``
+    rnn_classifier.py RNNClassifier: word embeddings -> BiLSTM/GRU -> pooled states -> head (text)
 """
 from .base import ImageModel
 from .preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
@@ -12,6 +13,7 @@ from .resnet import (
     BasicBlock, Bottleneck, ResNet, fold_batchnorm, keras_resnet50, resnet18, resnet34, resnet50, resnet50_1by2,
     resnet101, resnet152,
 )
+from .rnn_classifier import RNNClassifier
 from .vgg import VGG, vgg16
 
 __all__ = [
@@ -19,5 +21,5 @@ __all__ = [
     "ARCHS", "ArchSpec", "create", "get_spec", "infer_arch", "describe_state",
     "ResNet", "BasicBlock", "Bottleneck", "fold_batchnorm",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_1by2", "keras_resnet50",
-    "VGG", "vgg16",
+    "VGG", "vgg16", "RNNClassifier",
 ]

@@ -93,6 +93,15 @@ class WordEmbeddings:
         return [(self.words[i], float(cos[i])) for i in top]
 
 
+def embedding_matrix(embeddings: WordEmbeddings, rows, specials: int = 2) -> numpy.ndarray:
+    """The table of a model's vocabulary: ``specials`` zero rows (padding, unknown), then
+    ``embeddings.vectors[rows]`` — ``rows`` from :meth:`minitl.data.words.WordTokenizer.for_corpus`."""
+    rows = numpy.asarray(rows, dtype=numpy.int64)
+    table = numpy.zeros((specials + len(rows), embeddings.dim), dtype=numpy.float32)
+    table[specials:] = embeddings.vectors[rows]
+    return table
+
+
 # ============================================================================ GloVe, text format
 def read_glove_text(path, limit: int | None = None) -> WordEmbeddings:
     """GloVe's text format: ``word v1 … vD`` per line (UTF-8; ``.gz`` read through gzip).
