@@ -61,9 +61,40 @@ def run_summary(args) -> int:
     return 0
 
 
+def run_diff(args) -> int:
+    import os  # noqa: PLC0415
+
+    from ..inspect import diff  # noqa: PLC0415
+    from ..transfer import load_model  # noqa: PLC0415
+    from ..transfer.api import resolve_source  # noqa: PLC0415
+
+    if args.against == "torch":
+        raise ValueError("minitl never imports torch (it is the tests' reference only); compare with PyTorch in "
+                         "Python: minitl.inspect.diff.compare(model, x, activations), activations from forward hooks "
+                         "(docs/instruments.md)")
+    reference = args.reference
+    if reference is None:
+        path, _ = resolve_source(args.weights)
+        if not path.lower().endswith(".onnx"):
+            raise ValueError(f"--against onnxruntime needs the ONNX file: {args.weights} is not one; "
+                             "name it with --reference FILE.onnx")
+        reference = path
+    elif not os.path.isfile(reference):
+        raise FileNotFoundError(f"no such ONNX file: {reference}")
+    model, _ = load_model(args.weights)
+    x = diff.sample_input(model, diff.onnx_input_size(reference), args.seed)
+    report = diff.onnx_diff(model, reference, x, args.tolerance)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(report.format())
+    return 0 if report.first_parting is None else 1
+
+
 def register(subparsers) -> None:
     _register_graph(subparsers)
     _register_summary(subparsers)
+    _register_diff(subparsers)
     parser = subparsers.add_parser(
         "trace", help="run a tiny model and show every op forward and backward, with finite-difference checks")
     parser.add_argument("model", choices=sorted(mi.EXAMPLES), help="which built-in tiny model")
@@ -79,6 +110,21 @@ def _add_model_arguments(parser, default_size: int) -> None:
     parser.add_argument("--input-size", type=int, default=None,
                         help=f"image side S of the (batch, 3, S, S) input of an architecture (default {default_size})")
     parser.add_argument("--batch", type=int, default=1, help="batch size of that input (default 1)")
+
+
+def _register_diff(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "diff", help="layer-by-layer activations of minitl vs a reference runtime; names the first layer that parts")
+    parser.add_argument("weights", help="the weights minitl loads (.onnx, .npz, .pth, ... or a known name: opennsfw)")
+    parser.add_argument("--against", choices=["onnxruntime", "torch"], default="onnxruntime",
+                        help="the reference runtime (default onnxruntime; torch: see the message)")
+    parser.add_argument("--reference", default=None,
+                        help="the ONNX file the reference runs (default: WEIGHTS itself when it is .onnx)")
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="a layer parts when max|a - r| / max|r| exceeds this (default 1e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random input image (default 0)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run_diff)
 
 
 def _register_summary(subparsers) -> None:

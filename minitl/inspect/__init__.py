@@ -4,6 +4,7 @@
     graph.py     the autograd graph as DOT, PNG/SVG (Graphviz or matplotlib)
     cost.py      the cost model: per layer parameters, FLOPs, kept memory, workspace; measured
     flops.py     its formulas: FLOPs and scratch memory of each op
+    diff.py      layer-by-layer activations against a reference (onnxruntime, or any dict of arrays)
     fdcheck.py   the float64 check of one recorded op's backward
     examples.py  the tiny built-in models (neuron, mlp, cnn, ...)
     _record.py   the engine observer and the layer scope they share
