@@ -111,39 +111,55 @@ def compare(model, x, reference: dict, tolerance: float = TOLERANCE, reference_n
     return report
 
 
+def _sole_consumer(consumers, name, op_type):
+    users = consumers.get(name, [])
+    return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+
 def onnx_tensors(path) -> tuple[dict, bool]:
     """({minitl module name: ONNX tensor name}, whether the graph's input is NHWC) for an ONNX ResNet."""
+    import onnx  # noqa: PLC0415
+
     from ..transfer import onnx as tonnx  # noqa: PLC0415
 
-    onnx, numpy_helper = tonnx._onnx()
-    graph = tonnx._Graph(onnx.load(str(path)).graph, numpy_helper, onnx)
-    _, _, rows, _ = tonnx.read(path)
+    _, _, rows, _ = tonnx.read(path)  # the loader's own mapping: ONNX weight name -> minitl name
     target = {source: name for source, name, *_ in rows}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    nodes = list(graph.node)
+    consts = {i.name for i in graph.initializer} | {n.output[0] for n in nodes if n.op_type == "Constant"}
+    producer = {out: n for n in nodes for out in n.output}
+    consumers = {}
+    for n in nodes:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+
+    def stored(name):
+        while name not in consts and name in producer and producer[name].op_type == "Identity":
+            name = producer[name].input[0]
+        return name if name in consts else None
+
     where = {}
-    for node in graph.nodes:
+    for node in nodes:
         if node.op_type in ("Conv", "MatMul", "Gemm") and len(node.input) > 1:
-            try:
-                weight, _ = graph.const(node.input[1])
-            except Exception:  # noqa: BLE001 (an activation, not a weight)
-                continue
-            module = target.get(weight, ".").rsplit(".", 1)[0]
+            module = target.get(stored(node.input[1]), ".").rsplit(".", 1)[0]
             if not module:
                 continue
             output = node.output[0]
-            if node.op_type == "MatMul" and (add := graph.sole_consumer(output, "Add")) is not None:
+            if node.op_type == "MatMul" and (add := _sole_consumer(consumers, output, "Add")) is not None:
                 output = add.output[0]  # the bias is the next node
             where[module] = output
         elif node.op_type == "MaxPool":
             where.setdefault("maxpool", node.output[0])
-    for node in graph.nodes:  # a residual Add (two computed inputs) followed by Relu ends a block
-        if node.op_type != "Add" or any(i in graph.consts for i in node.input):
+    for node in nodes:  # a residual Add (two computed inputs) followed by Relu ends a block
+        if node.op_type != "Add" or any(stored(i) for i in node.input):
             continue
-        relu = graph.sole_consumer(node.output[0], "Relu")
+        relu = _sole_consumer(consumers, node.output[0], "Relu")
         convs = [m for m, t in where.items() if t in node.input and m.count(".") == 2]
         if relu is not None and convs:
             where[convs[0].rsplit(".", 1)[0]] = relu.output[0]
-    first = graph.consumers.get(graph.nodes[0].input[0], []) if graph.nodes else []
-    nhwc = any(n.op_type == "Transpose" and list(graph.attr(n).get("perm", [])) == [0, 3, 1, 2] for n in first)
+    first = consumers.get(graph.input[0].name, []) if graph.input else []
+    nhwc = any(n.op_type == "Transpose" and [int(v) for a in n.attribute if a.name == "perm" for v in a.ints]
+               == [0, 3, 1, 2] for n in first)
     return where, nhwc
 
 
