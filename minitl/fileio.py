@@ -7,19 +7,22 @@
                                 (the feature cache's memory-mapped .npy)
 
 ``os.replace`` within one folder is atomic on POSIX and Windows: a reader sees the old file or
-the new one, never a mixture.  Used by the weight files (transfer/), checkpoints, the feature
+the new one, never a mixture.  A temporary is named ``.tmp-<name>-<pid>-XXXXXXXX``, so a
+process killed mid-write (SIGKILL: no cleanup runs) leaves one whose owner is provably gone;
+``remove_stale_temporaries(folder, names)`` removes those (a run calls it on start).  Used by the weight files (transfer/), checkpoints, the feature
 cache and the run log (train/).  Knows nothing of minitl.
 """
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 
 def _temporary_beside(path: str) -> tuple[int, str]:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    return tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
+    return tempfile.mkstemp(prefix=f".tmp-{os.path.basename(path)}-{os.getpid()}-", dir=directory)
 
 
 def temporary_beside(path) -> str:
@@ -28,6 +31,49 @@ def temporary_beside(path) -> str:
     fd, tmp = _temporary_beside(os.fspath(path))
     os.close(fd)
     return tmp
+
+
+_TEMPORARY = re.compile(r"^\.tmp-(?P<name>.+)-(?P<pid>\d+)-[A-Za-z0-9_]{8}$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2 ** 31  # another user's process (or an impossible id: not ours)
+    return True
+
+
+def remove_stale_temporaries(directory, names=None) -> tuple[int, int]:
+    """Remove ``.tmp-<name>-<pid>-*`` files in ``directory`` whose writer process no longer exists.
+
+    ``names``: only temporaries of these target names (a tuple of names or name prefixes).
+    Returns (files removed, bytes freed).  A temporary of a live process is never touched.
+    """
+    directory = os.fspath(directory)
+    removed = freed = 0
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return 0, 0
+    for entry in entries:
+        match = _TEMPORARY.match(entry)
+        if match is None or (names is not None and not match["name"].startswith(tuple(names))):
+            continue
+        if _alive(int(match["pid"])):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            size = os.path.getsize(path)
+            os.unlink(path)
+        except OSError:
+            continue
+        removed, freed = removed + 1, freed + size
+    return removed, freed
 
 
 def remove_if_present(path) -> None:

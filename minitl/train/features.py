@@ -22,7 +22,7 @@ import time
 import numpy
 
 from ..data.loader import DataLoader
-from ..fileio import atomic_write, remove_if_present, temporary_beside
+from ..fileio import atomic_write, remove_if_present, remove_stale_temporaries, temporary_beside
 from ..tensor import no_grad
 from .progress import progress_bar
 
@@ -85,12 +85,12 @@ class FeatureCache:
         x_path, y_path, _ = self.paths(key)
         if not (os.path.isfile(x_path) and os.path.isfile(y_path)):
             return None
-        try:
+        try:  # both memory-mapped: a header claiming 10^12 rows cannot make this allocate
             features = numpy.load(x_path, mmap_mode="r", allow_pickle=False)
-            labels = numpy.load(y_path, allow_pickle=False)
-            if len(features) != len(labels):
-                raise ValueError("row count mismatch")
-        except (ValueError, OSError):
+            labels = numpy.array(numpy.load(y_path, mmap_mode="r", allow_pickle=False), dtype=numpy.int64)
+            if features.dtype.kind != "f" or features.ndim < 1 or labels.ndim != 1 or len(features) != len(labels):
+                raise ValueError("not a feature-cache entry (dtype, shape or row count)")
+        except Exception:  # noqa: BLE001 - any damage (truncated, bit-flipped, foreign file) is a miss
             for path in self.paths(key):
                 if os.path.exists(path):
                     os.unlink(path)
@@ -127,6 +127,7 @@ class CacheEntry:
     def allocate(self, shape, dtype):
         if self._tmp is not None:
             raise RuntimeError("CacheEntry.allocate: called twice")
+        remove_stale_temporaries(self.cache.directory, names=(self.key,))  # left by a killed extraction of this entry
         self._tmp = temporary_beside(self.cache.paths(self.key)[0])
         self._array = numpy.lib.format.open_memmap(self._tmp, mode="w+", dtype=dtype, shape=shape)
         return self._array

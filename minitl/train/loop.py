@@ -23,6 +23,16 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message says where and which checkpoint is the last good one."""
 
 
+class NonFiniteData(ValueError):
+    """A split's inputs hold NaN or Inf: the data is at fault, not the training settings."""
+
+
+def nonfinite_inputs(x) -> bool:
+    """Whether a host batch of floating-point inputs holds any NaN or Inf."""
+    x = numpy.asarray(x)
+    return x.dtype.kind in "fc" and not bool(numpy.isfinite(x).all())
+
+
 def to_tensor(array, device=None) -> Tensor:
     """The one place a NumPy batch becomes a Tensor (and, with ``device``, moves to the GPU)."""
     return Tensor(numpy.ascontiguousarray(array), device=device)
@@ -55,6 +65,10 @@ def train_epoch(model, phase, epoch: int, loader, optimizer, to_device, where: s
             both = logits.xp.stack([loss.data.astype(numpy.float64), hits.astype(numpy.float64)])
             value, batch_correct = Tensor(both).numpy().tolist()
             if not math.isfinite(value):
+                if nonfinite_inputs(x):
+                    raise NonFiniteData(
+                        f"the training split's batch {b + 1} ({phase.name} epoch {epoch + 1}) contains NaN or Inf "
+                        f"inputs: the data itself is not finite; fix or drop those samples. {where}")
                 raise TrainingDiverged(
                     f"loss is {value} at {phase.name} epoch {epoch + 1}, batch {b + 1}: training stopped. "
                     f"{where} Try a lower learning rate (--lr / --finetune-lr).")

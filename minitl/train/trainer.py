@@ -6,7 +6,11 @@ runs the phases in order and keeps the run resumable and honest:
 
 After every epoch a checkpoint (weights, optimizer state, RNG state, history, position) is
 written atomically; ``resume=True`` continues from it and ends with the weights an
-uninterrupted run would have.  A NaN/Inf loss stops the run (the last good checkpoint stays).
+uninterrupted run would have.  A NaN/Inf loss stops the run (the last good checkpoint stays);
+so do NaN/Inf weights after an epoch's last step (never written to a checkpoint) and NaN/Inf
+outputs on the held-out split (an error naming the split and whether its data is at fault).
+The checkpoint before the newest is kept (``checkpoint.prev.npz``): a damaged newest one is
+skipped with a message.  Temporaries left by a killed run in the output folder are removed on start.
 Guardrails: a warning when a frozen part still has BatchNorm in training mode, and a check that
 every frozen parameter and buffer is bitwise unchanged at the end of each phase.
 """
@@ -18,14 +22,17 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 
+import numpy
+
 from .. import random as mt_random
 from ..data.datasets import stratified_indices, stratified_subset
 from ..data.loader import DataLoader
 from ..data.transforms import Compose, ImagePipeline, RandomHorizontalFlip, augmentation
+from ..fileio import remove_stale_temporaries
 from ..optim import SGD
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_latest_checkpoint, previous_path, save_checkpoint
 from .features import FeatureCache, FeatureDataset
-from .loop import predict, score, to_tensor, train_epoch
+from .loop import NonFiniteData, TrainingDiverged, predict, score, to_tensor, train_epoch
 from .metrics import confusion_matrix, per_class_accuracy
 from .model import TransferModel, batchnorm_modules, set_trainable, state_digest, weights_digest
 from .plan import Phase, TrainConfig, plan_phases
@@ -186,8 +193,27 @@ class Trainer:
     def _evaluate(self, phase, full: bool, desc: str):
         """(cross-entropy, accuracy, logits, labels) on the held-out split."""
         logits, labels = self.predict_logits(*self._eval_source(phase, full), desc)
+        if not numpy.isfinite(logits).all():
+            broken = self._nonfinite_weights()
+            if broken:
+                raise TrainingDiverged(f"the weights hold NaN or Inf ({', '.join(broken[:3])}): evaluating the "
+                                       "held-out split gave non-finite outputs. Try a lower learning rate.")
+            raise NonFiniteData(
+                f"the held-out split gives NaN or Inf outputs although the weights are finite: its inputs hold "
+                f"NaN or Inf values ({int((~numpy.isfinite(logits)).any(axis=1).sum())} of {len(logits)} samples); "
+                "fix or drop those samples")
         loss, acc = score(logits, labels)
         return loss, acc, logits, labels
+
+    def _nonfinite_weights(self, state=None) -> list:
+        """Names of the model's floating-point arrays holding NaN or Inf."""
+        state = self.model.state_dict() if state is None else state
+        bad = []
+        for name, value in state.items():
+            array = numpy.asarray(value.numpy() if hasattr(value, "numpy") else value)
+            if array.dtype.kind == "f" and not numpy.isfinite(array).all():
+                bad.append(name)
+        return bad
 
     # ------------------------------------------------------------------ the run
     def _checkpoint_path(self):
@@ -200,13 +226,18 @@ class Trainer:
     def _start(self, resume: bool, phases) -> _Progress:
         """A fresh run (seeded), or the position, weights and RNG state of the checkpoint."""
         identity = self._identity()
+        if self.out_dir:
+            removed, freed = remove_stale_temporaries(self.out_dir)
+            if removed:
+                self.log(f"removed {removed} temporary file(s) ({freed / 2 ** 20:.1f} MiB) left in {self.out_dir} "
+                         "by a run that was killed while writing")
         if not resume:
             mt_random.manual_seed(self.config.seed)
             return _Progress(identity=identity)
         path = self._checkpoint_path()
-        if path is None or not os.path.isfile(path):
+        if path is None or not (os.path.isfile(path) or os.path.isfile(previous_path(path))):
             raise FileNotFoundError(f"--resume: no checkpoint at {path or '(no output folder given)'}")
-        state = load_checkpoint(path)
+        state, path = load_latest_checkpoint(path, log=self.log)
         if state["identity"] != json.loads(json.dumps(identity)):
             raise CheckpointError(
                 f"{path} belongs to another run (different settings, data or network); "
@@ -284,6 +315,13 @@ class Trainer:
         loss, acc, out_of_time = self._train_epoch(phase, epoch, optimizer, where, deadline)
         seconds = time.perf_counter() - began
         progress.train_seconds += seconds
+        state = self.model.state_dict()
+        broken = self._nonfinite_weights(state)
+        if broken:  # never checkpoint them: the last good checkpoint stays the newest
+            raise TrainingDiverged(
+                f"the weights hold NaN or Inf after {phase.name} epoch {epoch + 1} ({', '.join(broken[:3])}"
+                f"{' ...' if len(broken) > 3 else ''}): training stopped. {where} Try a lower learning rate "
+                "(--lr / --finetune-lr).")
         val_loss, val_acc, _, _ = self._evaluate(phase, full=False, desc="held-out")
         progress.history.append({"phase": phase.name, "epoch": epoch + 1, "train_loss": loss, "train_acc": acc,
                                  "val_loss": val_loss, "val_acc": val_acc, "seconds": round(seconds, 3),
@@ -293,7 +331,7 @@ class Trainer:
         if path:
             save_checkpoint(path, {
                 "identity": progress.identity, "phase": index, "epoch": epoch + 1,
-                "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
+                "model": state, "optimizer": optimizer.state_dict(),
                 "rng": mt_random.get_state(), "history": progress.history, "train_seconds": progress.train_seconds,
             })
         if out_of_time:
