@@ -78,7 +78,9 @@ def test_finetune_json_then_evaluate_and_predict(capsys, workspace):
     code, out, err = _run(capsys, "predict", out_dir / "model.npz", workspace / "data/test/red/0.png",
                           workspace / "data/test/blue/1.png", "--top-k", "2", "--json")
     assert code == 0, err
-    predictions = json.loads(out)
+    answer = json.loads(out)
+    assert answer["classes"] == sorted(COLOURS)
+    predictions = answer["predictions"]
     assert [p["top"][0]["class"] for p in predictions] == ["red", "blue"]
     assert len(predictions[0]["top"]) == 2 and predictions[0]["top"][0]["probability"] > 0.5
 

@@ -1,6 +1,4 @@
 """Bad arguments are refused before any data or weights load, in one line that names the flag as typed."""
-import time
-
 import pytest
 
 from cli_helpers import run
@@ -27,14 +25,12 @@ BAD_TRAINING = [
 @pytest.mark.parametrize("flags, message", BAD_TRAINING, ids=[" ".join(f) for f, _ in BAD_TRAINING])
 def test_training_flags_are_checked_before_anything_loads(capsys, tmp_path, command, flags, message):
     # neither the data nor the weights exist: a check that ran after loading would report those instead
-    began = time.perf_counter()
     code, out, err = run(capsys, command, "--data", tmp_path / "no-data", "--weights", tmp_path / "no.npz",
                          "--out", tmp_path / "out", *flags)
     assert code == 2
     (line,) = err.strip().splitlines()
     assert message in line, line
     assert "_" not in line.split(" must ")[0], line  # the flag as typed, not an internal name (finetune_epochs)
-    assert time.perf_counter() - began < 5
     assert not (tmp_path / "out").exists()
 
 

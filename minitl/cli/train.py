@@ -84,7 +84,8 @@ def _print_result(result, args, extra=None):
     accuracy = result.accuracy if hasattr(result, "accuracy") else result["accuracy"]
     confusion = result.confusion if hasattr(result, "confusion") else result["confusion"]
     classes = result.classes if hasattr(result, "classes") else result["classes"]
-    print(f"\ntest accuracy: {100 * accuracy:.2f}%")
+    images = int(numpy.asarray(confusion).sum())
+    print(f"\ntest accuracy: {100 * accuracy:.2f}% on all {images} test images")
     print("confusion matrix (rows: true class, columns: predicted):")
     print(format_confusion(numpy.asarray(confusion), classes))
     files = dict(getattr(result, "files", {}) or {}, **(extra or {}).get("files", {}))
@@ -199,7 +200,13 @@ def run_predict(args) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    for item in results:
+    classes = results["classes"]
+    print(f"{args.model} knows {len(classes)} classes: {', '.join(map(str, classes))}"
+          + (f" (trained on {results['trained_on']})" if results.get("trained_on") else "")
+          + "; every image gets one of them, whatever it shows")
+    if args.top_k > len(classes):
+        print(f"(--top-k {args.top_k}: showing all {len(classes)})")
+    for item in results["predictions"]:
         print(item["image"])
         for rank, top in enumerate(item["top"], 1):
             print(f"  {rank}. {top['class']:<20} {100 * top['probability']:6.2f}%")
@@ -230,8 +237,10 @@ def _training_arguments(parser):
     parser.add_argument("--arch", help="architecture of --weights when it cannot be inferred (e.g. resnet50)")
     _data_arguments(parser)
     parser.add_argument("--input-size", type=int, metavar="PX",
-                        help="resize images to PX x PX for the backbone (default: 96 with the built-in defaults, "
-                             "else the weights' own input size)")
+                        help="resize images to PX x PX for the backbone. Default, for every backbone however it is "
+                             "given: 96, or the weights' own input size when that is smaller (ImageNet ResNets are "
+                             "224: 96 px is ~5x cheaper, and global pooling takes any size); the run header says "
+                             "which size and why")
     parser.add_argument("--epochs", type=int, default=30,
                         help="epochs of head training (features, finetune; cheap on cached features) or of the "
                              "whole network (scratch); default 30")

@@ -35,7 +35,7 @@ class DataSplits:
     unit: str = "images"  # what a sample is ("texts" for text data)
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.train)} training {self.unit}, {len(self.test)} evaluation {self.unit} "
+        return (f"{self.name}: {len(self.train)} training {self.unit}, {len(self.test)} test {self.unit} "
                 f"({self.heldout}), {len(self.classes)} classes")
 
 

