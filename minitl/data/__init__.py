@@ -16,7 +16,7 @@ from .datasets import (
     ArrayDataset, Dataset, MirroredDataset, Subset, load_npz_dataset, random_subset, stratified_indices, stratified_subset,
     train_val_split,
 )
-from .fashion_mnist import FASHION_MNIST_CLASSES, find_fashion_mnist, load_fashion_mnist
+from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_COARSE, find_fashion_mnist, load_fashion_mnist
 from .idx import IDXError, read_idx, write_idx
 from .loader import DataLoader
 from .sources import DataSplits, open_data
@@ -27,7 +27,7 @@ from .transforms import (
 
 __all__ = [
     "Dataset", "ArrayDataset", "MirroredDataset", "Subset", "load_npz_dataset", "random_subset", "stratified_indices",
-    "stratified_subset", "train_val_split", "FASHION_MNIST_CLASSES", "find_fashion_mnist", "load_fashion_mnist",
+    "stratified_subset", "train_val_split", "FASHION_MNIST_CLASSES", "FASHION_MNIST_COARSE", "find_fashion_mnist", "load_fashion_mnist",
     "IDXError", "read_idx", "write_idx", "DataLoader", "DataSplits", "open_data", "Compose", "ImagePipeline",
     "Normalize", "PreprocessSpec", "RandomCrop", "RandomHorizontalFlip", "RandomShear", "RandomZoom", "Rescale",
     "augmentation", "resize", "to_rgb",

@@ -21,6 +21,13 @@ from .idx import IDXError, read_idx
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
+# a coarse grouping of the ten classes (the auxiliary task of the multi-task experiment, issue 15)
+FASHION_MNIST_COARSE = {
+    "tops": ["T-shirt/top", "Pullover", "Coat", "Shirt"],
+    "bottoms and dresses": ["Trouser", "Dress"],
+    "footwear": ["Sandal", "Sneaker", "Ankle boot"],
+    "bag": ["Bag"],
+}
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 ENV_VAR = "MINITL_FASHION_MNIST"
 INSTALL_HINT = (

@@ -45,12 +45,13 @@ def gradient_conflict(grads: dict) -> dict:
         return {"norm": {name: 0.0 for name in names}, "cos": {}}
     xp = Tensor(first).xp
     k = len(names)
+    wide = {name: [g.astype(numpy.float64) for g in pieces[name]] for name in names}
     gram = []  # upper triangle of the Gram matrix ⟨g_a, g_b⟩, one device array per entry
     for a in range(k):
         for b in range(a, k):
             total = xp.zeros((), dtype=numpy.float64)
-            for ga, gb in zip(pieces[names[a]], pieces[names[b]]):
-                total = total + (ga.astype(numpy.float64).ravel() @ gb.astype(numpy.float64).ravel())
+            for ga, gb in zip(wide[names[a]], wide[names[b]]):
+                total = total + (ga * gb).sum()  # elementwise, not a BLAS dot: no thread wake-up per pair
             gram.append(total)
     values = Tensor(xp.stack(gram)).numpy().tolist()  # the one device->host read
     matrix = numpy.zeros((k, k))
