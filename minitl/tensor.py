@@ -7,12 +7,15 @@ Every differentiable operation is a :class:`Function` with two methods:
 
 Calling ``Fn.apply(*tensors)`` runs ``forward`` and, when gradients are wanted, records the
 call as a node of the graph.  ``Tensor.backward()`` walks those nodes in reverse topological
-order, calls each ``backward`` once, sums gradients that meet at a tensor, and drops the
-graph afterwards so a training loop does not grow memory.
+order, calls each ``backward`` once, sums gradients that meet at a tensor, and frees each
+node's saved arrays as soon as it has run, so a training loop does not grow memory.  A second
+``backward`` through a freed node raises (as PyTorch does); ``backward(retain_graph=True)``
+keeps the graph for another pass.
 
 Gradients of leaf tensors (parameters) *accumulate* in ``.grad`` across ``backward`` calls,
 as in PyTorch: call ``optimizer.zero_grad()`` (or ``tensor.grad = None``) between steps.
-Intermediate tensors do not keep ``.grad``.
+Intermediate (non-leaf) tensors never get a ``.grad``: their gradient exists only during the
+pass, on its way to the leaves.
 """
 from __future__ import annotations
 
@@ -104,6 +107,7 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # make numpy defer to Tensor's reflected operators
+    _freed = False  # True once backward has freed the op that computed this (non-leaf) tensor
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
         self.data = _as_array(data, dtype, device)
@@ -138,7 +142,8 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
-        return self._ctx is None
+        """Made by the user (a parameter, an input), not computed by a recorded op."""
+        return self._ctx is None and not self._freed
 
     def __len__(self) -> int:
         return self.data.shape[0]
@@ -177,11 +182,17 @@ class Tensor:
         return self.astype(numpy.float64)
 
     def to(self, device) -> Tensor:
-        """This tensor on ``device`` ("cpu", "cuda"); a leaf stays a leaf, a copy otherwise."""
+        """This tensor on ``device`` ("cpu", "cuda"); itself when it is there already.
+
+        A leaf moves as a new leaf (a parameter or an input keeps collecting its own ``.grad``);
+        a computed tensor moves through :class:`ToDevice`, a differentiable op: its gradient
+        flows back to the source device, as with ``torch.Tensor.to``.
+        """
         if backend.get_backend(device).device == self.device:
             return self
-        moved = Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
-        return moved
+        if not self.is_leaf:
+            return ToDevice.apply(self, device=device)
+        return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         self.requires_grad = bool(flag)
@@ -191,11 +202,13 @@ class Tensor:
         self.grad = None
 
     # ----------------------------------------------------------------- autograd
-    def backward(self, grad=None) -> None:
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Back-propagate: fill ``.grad`` of every leaf that requires it with dJ/dleaf.
 
         ``grad`` is dJ/dself; it may be omitted for a one-element tensor (then 1).
-        Walks the graph in reverse topological order and frees it afterwards.
+        Walks the graph in reverse topological order, freeing each node's saved arrays once it
+        has run; ``retain_graph=True`` keeps them, so the graph can be back-propagated again
+        (the leaves' gradients then add up).  Reaching a freed node raises RuntimeError.
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (no graph was built)")
@@ -242,8 +255,9 @@ class Tensor:
                 parent_grad = _unbroadcast(parent_grad, parent.data.shape)
                 previous = grads.get(id(parent))
                 grads[id(parent)] = parent_grad if previous is None else previous + parent_grad
-            fn.release()
-            tensor._ctx = None  # free the graph: this node has done its work
+            if not retain_graph:  # free the graph: this node has done its work
+                fn.release()
+                tensor._ctx, tensor._freed = None, True
 
     # ----------------------------------------------------------------- operators
     def __add__(self, other):
@@ -407,6 +421,11 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             continue
         visited.add(id(tensor))
         stack.append((tensor, True))
+        if tensor._freed:
+            raise RuntimeError(
+                f"backward through a graph that was already back-propagated: the tensor of shape {tensor.shape} "
+                "was computed by an op whose saved arrays the first backward() freed; call "
+                "backward(retain_graph=True) the first time to back-propagate twice")
         if tensor._ctx is not None:
             for parent in tensor._ctx.inputs:
                 if parent is not None and parent.requires_grad and id(parent) not in visited:
@@ -442,12 +461,13 @@ class Function:
     def apply(cls, *inputs, **options):
         tensors = _to_tensors(inputs)
         fn = cls()
-        fn.needs_input_grad = tuple(t is not None and t.requires_grad for t in tensors)
+        recording = is_grad_enabled()  # under no_grad no input wants a gradient: forward saves nothing for one
+        fn.needs_input_grad = tuple(recording and t is not None and t.requires_grad for t in tensors)
         arrays = [t.data if t is not None else None for t in tensors]
         out = Tensor.__new__(Tensor)
         out.data = fn.forward(*arrays, **options)
         out.grad = None
-        out.requires_grad = is_grad_enabled() and any(fn.needs_input_grad)
+        out.requires_grad = any(fn.needs_input_grad)
         out._ctx = None
         if out.requires_grad:
             fn.inputs = tensors
@@ -599,6 +619,17 @@ class MatMul(Function):
             gb = xp.swapaxes(a2, -1, -2) @ g2
             gb = _unbroadcast(gb, b2.shape).reshape(b.shape)
         return ga, gb
+
+
+class ToDevice(Function):
+    """y = x on another device;  dJ/dx = dJ/dy moved back to x's device."""
+
+    def forward(self, x, device):
+        self.source = backend.backend_of(x).device
+        return backend.to_device(x, device)
+
+    def backward(self, g):
+        return backend.to_device(g, self.source)
 
 
 class Cast(Function):

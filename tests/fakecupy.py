@@ -554,31 +554,66 @@ def get_array_module(*args):
 
 
 # ---------------------------------------------------------------- random numbers drawn on the device
-class Generator:
-    """``cupy.random.Generator``: draws on the device (no host->device copy)."""
+class XORWOW:
+    """``cupy.random.XORWOW``'s shape: the generator's whole state lives in device memory,
+    ``_state`` (int8 bytes; cuRAND's per-thread states in CuPy, a PCG64 state here), read before
+    and written back after every draw, so copying it out and back in rewinds the generator."""
+
+    _LAYOUT = _np.dtype([("state", "<u8", 2), ("inc", "<u8", 2), ("has_uint32", "<u4"), ("uinteger", "<u4")])
 
     def __init__(self, seed=None):
-        self._g = _np.random.default_rng(seed)
+        self._state = ndarray._from(_np.zeros(self._LAYOUT.itemsize, dtype=_np.int8))
+        self._store(_np.random.PCG64(seed).state)
+
+    @staticmethod
+    def _split(value):
+        return [value & (2**64 - 1), value >> 64]
+
+    def _store(self, state) -> None:
+        record = _np.zeros((), dtype=self._LAYOUT)
+        record["state"] = self._split(state["state"]["state"])
+        record["inc"] = self._split(state["state"]["inc"])
+        record["has_uint32"], record["uinteger"] = state["has_uint32"], state["uinteger"]
+        self._state._a[...] = _np.frombuffer(record.tobytes(), dtype=_np.int8)
+
+    def _load(self) -> _np.random.PCG64:
+        record = _np.frombuffer(self._state._a.tobytes(), dtype=self._LAYOUT)[0]
+        bits = _np.random.PCG64()
+        bits.state = {"bit_generator": "PCG64",
+                      "state": {"state": int(record["state"][0]) | int(record["state"][1]) << 64,
+                                "inc": int(record["inc"][0]) | int(record["inc"][1]) << 64},
+                      "has_uint32": int(record["has_uint32"]), "uinteger": int(record["uinteger"])}
+        return bits
+
+
+class Generator:
+    """``cupy.random.Generator``: draws on the device (no host->device copy) from its bit generator."""
+
+    def __init__(self, bit_generator):
+        self.bit_generator = bit_generator
 
     def __getattr__(self, name):
         qualname = f"cupy.random.Generator.{name}"
-        attr = getattr(self._g, name)
+        getattr(_np.random.Generator, name)  # AttributeError for what no generator has
 
         def method(*args, **kwargs):
             _record(qualname, kwargs)
             if "out" in kwargs and kwargs["out"] is not None:
                 raise NotImplementedError("the stand-in's Generator does not model out=")
-            return _wrap(attr(*_dev(args, qualname), **_dev(kwargs, qualname)))
+            bits = self.bit_generator._load()
+            result = getattr(_np.random.Generator(bits), name)(*_dev(args, qualname), **_dev(kwargs, qualname))
+            self.bit_generator._store(bits.state)
+            return _wrap(result)
 
         return method
 
 
 def _default_rng(seed=None):
     _record("cupy.random.default_rng")
-    return Generator(seed)
+    return Generator(XORWOW(seed))
 
 
-random = _Namespace("cupy.random", _np.random, default_rng=_default_rng, Generator=Generator)
+random = _Namespace("cupy.random", _np.random, default_rng=_default_rng, Generator=Generator, XORWOW=XORWOW)
 
 
 # ---------------------------------------------------------------- stride tricks (views of device memory)

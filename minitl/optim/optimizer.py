@@ -110,7 +110,8 @@ class Optimizer:
         raise NotImplementedError
 
     def _params_with_grad(self, group: dict):
-        """(param data, grad data, state dict) of the group's parameters that have a gradient."""
+        """(parameter tensor, its gradient's array, state dict) for each of the group's parameters that
+        has a gradient: updates write ``param.data`` in place."""
         for p in group["params"]:
             if p.grad is None:
                 continue
