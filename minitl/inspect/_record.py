@@ -74,12 +74,15 @@ class Recorder:
     Functions are kept alive while the recorder lives, so their ids stay unique.
     """
 
-    def __init__(self, stack: LayerStack | None = None):
+    def __init__(self, stack: LayerStack | None = None, sync=None):
         self.stack = stack or LayerStack()
         self.events: list[tuple] = []
         self.layer_of_fn: dict[int, str] = {}
+        self.sync = sync  # called before each timestamp (a GPU: wait for the queued kernels)
 
     def __call__(self, kind, fn, a, b, c):
+        if self.sync is not None:
+            self.sync()
         now = time.perf_counter()
         if kind == "forward":
             self.layer_of_fn[id(fn)] = self.stack.current

@@ -199,7 +199,7 @@ def _time_layers(model, tensors, loss, rows: dict, device: str, repeats: int) ->
             inclusive[name] = inclusive.get(name, 0.0) + time.perf_counter() - starts[name]
 
         stack = LayerStack()
-        recorder = Recorder(stack)
+        recorder = Recorder(stack, sync=(lambda: backend.synchronize(device)) if device != "cpu" else None)
         with enable_grad(), layer_scope(model, stack, enter, leave), recorder.installed():
             out = model(*tensors)
             stack.names.append("(loss)")
@@ -228,11 +228,16 @@ def _time_layers(model, tensors, loss, rows: dict, device: str, repeats: int) ->
         row.time_backward = statistics.median(backward[name])
 
 
-def _measure_memory(model, tensors, loss, rows: dict, device: str) -> int:
+def _measure_memory(model, tensors, loss, rows: dict, device: str) -> int | None:
     """Peak allocation above the start of each leaf module's forward; returns the whole forward's peak."""
     leaves = {n for n, r in rows.items() if r.kind != "function" and not any(c.startswith(n + ".") for c in rows)}
     on_gpu = device != "cpu"
-    pool = backend.get_backend(device).xp.get_default_memory_pool() if on_gpu else None
+    pool = None
+    if on_gpu:
+        get_pool = getattr(backend.get_backend(device).xp, "get_default_memory_pool", None)
+        if get_pool is None:
+            return None  # a device backend without CuPy's memory pool: nothing to read
+        pool = get_pool()
     level = {}
 
     def current() -> int:
@@ -274,8 +279,8 @@ def summarize(model, inputs, loss=None, measure: bool = False, repeats: int = 3)
     tensors = _as_tensors(inputs)
     device = tensors[0].device
     if loss is None:
-        def loss(y):
-            return y.sum()
+        def loss(y):  # the sum of the (first) output: the costs do not depend on which loss
+            return (y[0] if isinstance(y, (tuple, list)) else y).sum()
     rows, recorder, out = _predict(model, tensors, loss)
     del recorder, out  # free the recorded graph before measuring
     summary = Summary(list(rows.values()), [list(t.shape) for t in tensors], device)
@@ -333,5 +338,6 @@ def format_summary(summary: Summary) -> str:
                      f"{1e3 * t['time_backward']:.2f} ms; {achieved / 1e9:.2f} GFLOP/s overall = "
                      f"{100 * achieved / summary.peak_gemm_flops:.0f}% of this device's float32 GEMM peak "
                      f"({summary.peak_gemm_flops / 1e9:.1f} GFLOP/s, 1024x1024 matmul); forward allocated "
-                     f"{_size(summary.measured_total_peak)} net (kept for backward predicted {_size(t['kept_bytes'])})")
+                     f"{_size(summary.measured_total_peak) if summary.measured_total_peak is not None else 'n/a'} "
+                     f"net (kept for backward predicted {_size(t['kept_bytes'])})")
     return "\n".join(lines)

@@ -129,6 +129,8 @@ def graph_of(model, inputs, loss=None, input_names=None) -> Graph:
         if loss is not None:
             stack.names.append("(loss)")
             out = loss(out)
+    if isinstance(out, (tuple, list)):  # (output, states) of a recurrent layer: the graph of the output
+        out = out[0]
     layer_of = {id(e[3]): e[5] for e in recorder.events if e[0] == "forward" and e[5]}
     default = ["x"] if len(tensors) == 1 else [f"x{i}" for i in range(len(tensors))]
     names = dict(zip(tensors, input_names or default))
