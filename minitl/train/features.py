@@ -87,9 +87,11 @@ class FeatureCache:
             return None
         try:  # both memory-mapped: a header claiming 10^12 rows cannot make this allocate
             features = numpy.load(x_path, mmap_mode="r", allow_pickle=False)
-            labels = numpy.array(numpy.load(y_path, mmap_mode="r", allow_pickle=False), dtype=numpy.int64)
-            if features.dtype.kind != "f" or features.ndim < 1 or labels.ndim != 1 or len(features) != len(labels):
+            labels = numpy.load(y_path, mmap_mode="r", allow_pickle=False)
+            if (features.dtype.kind != "f" or features.ndim < 1 or labels.dtype.kind not in "iu" or labels.ndim != 1
+                    or len(features) != len(labels)):
                 raise ValueError("not a feature-cache entry (dtype, shape or row count)")
+            labels = numpy.array(labels, dtype=numpy.int64)
         except Exception:  # noqa: BLE001 - any damage (truncated, bit-flipped, foreign file) is a miss
             for path in self.paths(key):
                 if os.path.exists(path):
