@@ -11,6 +11,7 @@ from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .rnn import GRU, LSTM, RNN, RNNBase
 from .transformer import MultiheadAttention, TransformerEncoderLayer
+from .utils import clip_grad_norm_
 
 __all__ = [
     "Module", "Parameter", "LoadReport", "StateDictError", "init",
@@ -19,4 +20,5 @@ __all__ = [
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
     "RNNBase", "RNN", "LSTM", "GRU",
     "Embedding", "LayerNorm", "MultiheadAttention", "TransformerEncoderLayer",
+    "clip_grad_norm_",
 ]

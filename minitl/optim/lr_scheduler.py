@@ -9,6 +9,7 @@ had when the scheduler was made, kept as ``group["initial_lr"]``).
                       η(t) = η_min + ½ (η₀ − η_min)(1 + cos(π (t − W) / (T − W)))       W ≤ t ≤ T
                       η(t) = η_min                                                      t > T
     TimeBasedDecay    η(t) = η₀ / (1 + decay · t)                                       (Keras)
+    LinearWarmupDecay η(t) = η₀ · t / W  (t < W),  η₀ · max(0, (T − t) / (T − W))  (t ≥ W)  (BERT fine-tuning)
 """
 from __future__ import annotations
 
@@ -116,3 +117,25 @@ class TimeBasedDecay(LRScheduler):
 
     def lr_at(self, t: int, base_lr: float) -> float:
         return base_lr / (1 + self.decay * t)
+
+
+class LinearWarmupDecay(LRScheduler):
+    """Linear warm-up to η₀ over W steps, then linear decay to 0 at step T (BERT's fine-tuning schedule,
+    Hugging Face's ``get_linear_schedule_with_warmup``); call ``step()`` after every optimizer step.
+
+        t < W:   η(t) = η₀ · t / W
+        t ≥ W:   η(t) = η₀ · max(0, (T − t) / (T − W))
+    """
+
+    def __init__(self, optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, last_epoch: int = -1):
+        if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
+            raise ValueError(f"LinearWarmupDecay: need total_steps >= 1 and 0 <= warmup_steps <= total_steps, "
+                             f"got total_steps={total_steps}, warmup_steps={warmup_steps}")
+        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        w, total = self.warmup_steps, self.total_steps
+        if t < w:
+            return base_lr * t / w
+        return base_lr * max(0.0, (total - t) / max(1, total - w))
