@@ -23,12 +23,15 @@ class FeatureStore:
 
     pipeline: the plain (non-augmenting) image pipeline;  mirror: store every training image and
     its mirror;  weights_id: a function returning the backbone's weights digest (the cache key);
-    to_tensor: batch -> Tensor on the device;  log: a function taking one line of text.
+    to_tensor: batch -> Tensor on the device;  log: a function taking one line of text;
+    make_loader: dataset -> the loader extraction reads (default: a DataLoader through ``pipeline``;
+    text passes length-sorted batches of token ids).
     """
 
     def __init__(self, model, splits, pipeline, cache, weights_id, to_tensor, batch_size: int, prefetch: int,
-                 mirror: bool, log, show_progress: bool = True):
+                 mirror: bool, log, show_progress: bool = True, make_loader=None):
         self.model, self.splits, self.pipeline, self.cache = model, splits, pipeline, cache
+        self.make_loader = make_loader
         self.weights_id, self.to_tensor, self.log = weights_id, to_tensor, log
         self.batch_size, self.prefetch, self.mirror, self.show_progress = batch_size, prefetch, mirror, show_progress
         self.held: dict = {}  # (split, cut) -> FeatureDataset
@@ -84,11 +87,13 @@ class FeatureStore:
         start = max(lower) if lower else 0
         if lower:
             source = self.held[(split, start)]
+        elif self.make_loader is not None:
+            source = self.make_loader(dataset)
         else:
             source = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, transform=self.pipeline,
                                 seed=0, prefetch=self.prefetch)
         count = (f"{len(dataset) // 2} images and their mirrors" if isinstance(dataset, MirroredDataset)
-                 else f"{len(dataset)} images")
+                 else f"{len(dataset)} {getattr(self.splits, 'unit', 'images')}")
         self.log(f"extracting features: {split} split ({count}) through "
                  f"{', '.join(self.model.segment_names[start:cut])}")
         with self.cache.entry(key, parts) if self.cache.enabled else MemoryEntry() as entry:

@@ -299,22 +299,27 @@ class Trainer:
         self.features("train", phase.cut)
         self.features("test", phase.cut)
 
+    def make_optimizer(self, phase: Phase):
+        """The phase's optimizer: SGD (the image recipe) over its parameter groups, each at its own rate."""
+        c = self.config
+        groups = [{"params": [p for m in modules for p in m.parameters()], "lr": lr} for _, modules, lr in phase.groups]
+        return SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, decay=c.decay,
+                   weight_decay=c.weight_decay)
+
     def _run_phase(self, phases, index: int, progress: _Progress) -> None:
         c, phase = self.config, phases[index]
         _, frozen = set_trainable(self.model, phase.cut)
         self._set_modes(phase, frozen)
         frozen_named = self._frozen_state(phase.modules())
         before = state_digest(frozen_named)
-        groups = [{"params": [p for m in modules for p in m.parameters()], "lr": lr} for _, modules, lr in phase.groups]
-        optimizer = SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, decay=c.decay,
-                        weight_decay=c.weight_decay)
+        optimizer = self.make_optimizer(phase)
         first_epoch = progress.epoch if index == progress.phase else 0
         if progress.optimizer is not None and index == progress.phase and first_epoch > 0:
             optimizer.load_state_dict(progress.optimizer)
         if phase.cached:
             self._prepare_features(phases, phase)
         source = (f"cached {self.store.cut_name(phase.cut)}" if phase.cached
-                  else "images" + (" with augmentation" if c.augment else ""))
+                  else getattr(self.splits, "unit", "images") + (" with augmentation" if c.augment else ""))
         self.log(f"phase '{phase.name}': training {', '.join(label for label, _, _ in phase.groups)} "
                  f"(lr {', '.join(f'{lr:g}' for _, _, lr in phase.groups)}); {source}")
         for epoch in range(first_epoch, phase.epochs):
@@ -384,7 +389,7 @@ class Trainer:
             stopped_by_budget=progress.stopped_by_budget, cache=store.report,
             frozen_check="; ".join(progress.frozen_checks), per_class_accuracy=per_class_accuracy(matrix),
         )
-        self.log(f"{self.config.mode}: test accuracy {final_acc:.4f} on all {len(labels)} test images "
+        self.log(f"{self.config.mode}: test accuracy {final_acc:.4f} on all {len(labels)} test {getattr(self.splits, 'unit', 'images')} "
                  f"(training {progress.train_seconds:.1f}s + feature extraction {store.extract_seconds:.1f}s, "
                  f"wall {time.perf_counter() - run_began:.1f}s)")
         if self.out_dir:

@@ -149,3 +149,21 @@ def test_imdb_at_the_issue_setting():
     train_rows = splits.train.dataset.indices[splits.train.indices]
     assert not set(train_rows) & set(splits.test.indices)
     assert len(read_movie_reviews("rotten-tomatoes")) == 8530
+
+
+def test_bucket_loader_batches_and_subsets():
+    from minitl.data.datasets import Subset
+    from minitl.data.text import BucketLoader
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "w"])}
+    texts = [" ".join(["w"] * n) for n in (5, 1, 9, 3, 7, 2, 8, 4)]
+    encoded = EncodedText(TextDataset(texts, [0, 1] * 4, ["a", "b"]), WordPieceTokenizer(vocab), None)
+    loader = BucketLoader(encoded, batch_size=3, shuffle=False)
+    widths = [ids.shape[1] for (ids, mask), y in loader]
+    assert widths == [5, 9, 11] and len(loader) == 3  # sorted by length: 1,2,3 | 4,5,7 | 8,9 words (+ [CLS], [SEP])
+    sub = Subset(encoded, [2, 1])
+    (ids, mask), y = next(iter(BucketLoader(sub, batch_size=2)))
+    assert ids.shape == (2, 11) and mask.sum(1).tolist() == [3, 11] and y.tolist() == [1, 0]
+    shuffled = BucketLoader(encoded, batch_size=3, shuffle=True, seed=1)
+    seen = sorted(int(i) for batch in shuffled.batch_indices(0) for i in batch)
+    assert seen == list(range(8))

@@ -6,7 +6,7 @@
     sources.py     ``--data imdb | rotten-tomatoes | FILE.csv | DIR`` -> seeded stratified splits
     buckets.py     length-bucketed batch order: little padding, still random
 """
-from .buckets import bucketed_batches, padding_fraction
+from .buckets import BucketLoader, bucketed_batches, lengths_of, padding_fraction
 from .datasets import EncodedText, TextDataset, texts_of
 from .readers import clean_html, movie_reviews_csv, read_movie_reviews, read_text_csv, read_text_folder
 from .sources import is_text_spec, open_text_data
@@ -16,4 +16,5 @@ __all__ = [
     "WordPieceTokenizer", "basic_words", "load_vocab", "pad_batch", "TextDataset", "EncodedText", "texts_of",
     "clean_html", "movie_reviews_csv", "read_movie_reviews", "read_text_csv", "read_text_folder",
     "is_text_spec", "open_text_data", "bucketed_batches", "padding_fraction",
+    "BucketLoader", "lengths_of",
 ]

@@ -17,6 +17,8 @@ import math
 
 import numpy
 
+from ..loader import DataLoader
+
 
 def bucketed_batches(lengths, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
                      bucket_batches: int = 50, drop_last: bool = False) -> list:
@@ -52,3 +54,28 @@ def padding_fraction(lengths, batches) -> float:
 
 def batch_count(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+def lengths_of(dataset) -> numpy.ndarray:
+    """Token counts of an EncodedText, or of a Subset of one (in the subset's order)."""
+    if hasattr(dataset, "lengths"):
+        return numpy.asarray(dataset.lengths)
+    if hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
+        return lengths_of(dataset.dataset)[dataset.indices]
+    raise TypeError(f"{type(dataset).__name__} has no token lengths (tokenize it with EncodedText)")
+
+
+class BucketLoader(DataLoader):
+    """A :class:`DataLoader` whose batch order is :func:`bucketed_batches`: batches of
+    ((input_ids, attention_mask), labels), each padded only to its own longest text."""
+
+    def __init__(self, dataset, batch_size: int = 16, shuffle: bool = False, seed: int = 0, prefetch: int = 0,
+                 bucket_batches: int = 50, drop_last: bool = False):
+        super().__init__(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                         prefetch=prefetch)
+        self.lengths, self.bucket_batches = lengths_of(dataset), int(bucket_batches)
+
+    def batch_indices(self, epoch: int | None = None):
+        epoch = self.epoch if epoch is None else epoch
+        yield from bucketed_batches(self.lengths, self.batch_size, self.shuffle, self.seed, epoch,
+                                    self.bucket_batches, self.drop_last)
