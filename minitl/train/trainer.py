@@ -389,7 +389,8 @@ class Trainer:
             stopped_by_budget=progress.stopped_by_budget, cache=store.report,
             frozen_check="; ".join(progress.frozen_checks), per_class_accuracy=per_class_accuracy(matrix),
         )
-        self.log(f"{self.config.mode}: test accuracy {final_acc:.4f} on all {len(labels)} test {getattr(self.splits, 'unit', 'images')} "
+        unit = getattr(self.splits, "unit", "images")
+        self.log(f"{self.config.mode}: test accuracy {final_acc:.4f} on all {len(labels)} test {unit} "
                  f"(training {progress.train_seconds:.1f}s + feature extraction {store.extract_seconds:.1f}s, "
                  f"wall {time.perf_counter() - run_began:.1f}s)")
         if self.out_dir:
