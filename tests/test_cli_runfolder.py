@@ -40,7 +40,10 @@ def test_a_second_run_into_the_same_folder_is_refused_until_overwrite(capsys, ws
 def test_compare_refuses_a_folder_with_earlier_runs(capsys, ws):
     out = ws / "cmp"
     args = ["compare", *common(ws), "--modes", "features", "--epochs", "1", "--out", out, "--quiet"]
-    assert run(capsys, *args)[0] == 0
+    code, stdout, _ = run(capsys, *args)
+    assert code == 0
+    folder = next(line for line in stdout.splitlines() if line.startswith(f"  {out / 'features'}/"))
+    assert folder.endswith("model, checkpoint, log, curves, confusion")
     code, _, err = run(capsys, *args)
     assert code == 2 and "--overwrite" in err and "already holds" in err
     assert run(capsys, *args, "--overwrite")[0] == 0

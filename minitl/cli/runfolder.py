@@ -171,9 +171,23 @@ def written_files(files: dict, out_dir=None) -> dict:
     return files
 
 
-def describe_written(files: dict, cache_entries=None, cache_dir=None) -> list[str]:
-    """Lines naming every written file with its size, then what the feature cache holds."""
+def run_files(out_dir) -> dict:
+    """{kind: path} of every file `minitl finetune` wrote into ``out_dir`` that is there."""
+    kinds = {MODEL_FILE: "model", CHECKPOINT_FILE: "checkpoint", "run.json": "log", SETTINGS_FILE: "settings",
+             "curves.png": "curves", "confusion.png": "confusion"}
+    return {kinds[name]: os.path.join(out_dir, name) for name in RUN_FILES
+            if os.path.isfile(os.path.join(out_dir, name))}
+
+
+def describe_written(files: dict, cache_entries=None, cache_dir=None, folders=()) -> list[str]:
+    """Lines naming every written file with its size (and each of ``folders`` — a run folder each — with
+    the total of its run files), then what the feature cache holds."""
     rows = [(key, path, os.path.getsize(path)) for key, path in files.items() if path and os.path.isfile(path)]
+    for folder in folders:
+        present = run_files(folder)
+        if present:
+            rows.append((f"{', '.join(present)}", os.path.join(folder, ""),
+                         sum(os.path.getsize(p) for p in present.values())))
     lines = []
     if rows:
         total = sum(size for _, _, size in rows)

@@ -167,13 +167,8 @@ def run_compare(args) -> int:
         print(line)
     if not files:
         print("(no PNG plot: matplotlib is not installed; pip install 'minitl[plot]')")
-    written = dict(files)
-    for row in rows:  # each mode's folder: model, checkpoint, run log, plots
-        folder = os.path.dirname(row["model"])
-        written.update({f"{row['mode']} {key}": path for key, path in
-                        runfolder.written_files({"model": row["model"]}, folder).items()})
     print()
-    for line in runfolder.describe_written(written):
+    for line in runfolder.describe_written(files, folders=[os.path.dirname(row["model"]) for row in rows]):
         print(line)
     return 0
 
