@@ -15,6 +15,8 @@ a header or body shorter (or longer) than the sizes promise, a broken gzip strea
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import zlib
 
@@ -36,16 +38,26 @@ class IDXError(ValueError):
     """An IDX file that is not what its header says (or not IDX at all)."""
 
 
+GZIP_RATIO, GZIP_FLOOR = 256, 64 * 2 ** 20
+
+
 def _read_bytes(path) -> bytes:
+    """The file's bytes; a gzip stream is inflated to at most max(64 MiB, 256 x its size) (a bomb stops there)."""
     path = os.fspath(path)
     with open(path, "rb") as handle:
         raw = handle.read()
-    if raw[:2] == GZIP_MAGIC:  # decide by content, not by the file name
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise IDXError(f"{path}: corrupt or truncated gzip stream ({error})") from error
-    return raw
+    if raw[:2] != GZIP_MAGIC:  # decide by content, not by the file name
+        return raw
+    limit = max(GZIP_FLOOR, GZIP_RATIO * len(raw))
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            out = stream.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        raise IDXError(f"{path}: corrupt or truncated gzip stream ({error})") from error
+    if len(out) > limit:
+        raise IDXError(f"{path}: the gzip stream inflates past {limit:,} bytes ({GZIP_RATIO}x its size): "
+                       "not an IDX file (a decompression bomb?)")
+    return out
 
 
 def parse_idx(raw: bytes, name: str = "<bytes>") -> numpy.ndarray:
@@ -67,7 +79,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> numpy.ndarray:
         raise IDXError(f"{name}: truncated header: {ndim} dimensions need {header_end} bytes, file has {len(raw)}")
     shape = tuple(int(d) for d in numpy.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_TYPES[code]
-    expected = int(numpy.prod(shape, dtype=numpy.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # exact: int64 would overflow for huge dimensions
     body = len(raw) - header_end
     if body != expected:
         what = "truncated" if body < expected else "has trailing bytes"

@@ -4,7 +4,7 @@
 
 Class names are the sub-folder names, sorted; label i is ``classes[i]``.  Errors name the
 problem: no class folders, an empty class folder, a class folder the training split does not
-know, a file that does not decode.
+know, a file that does not decode, a name that is not UTF-8, a symlink loop or dangling link.
 """
 from __future__ import annotations
 
@@ -52,6 +52,25 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _check_name(path: str, what: str) -> None:
+    """A name minitl can print, hash and write to run.json: valid UTF-8 (os.listdir escapes other bytes)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise ValueError(f"{what} name is not valid UTF-8: {shown}; rename it") from None
+
+
+def _checked_file(path: str) -> str:
+    """``path`` if it names a readable file (a symlink loop or a dangling link is an error naming it)."""
+    _check_name(path, "image file")
+    try:
+        os.stat(path)
+    except OSError as error:
+        raise ValueError(f"cannot read image file {path}: {error.strerror or error}") from None
+    return path
+
+
 class ImageFolder(Dataset):
     """A folder per class: ``root/<class>/<image>``; images decoded lazily, as RGB uint8 (H, W, 3).
 
@@ -66,6 +85,8 @@ class ImageFolder(Dataset):
         if not os.path.isdir(root):
             raise FileNotFoundError(f"image folder not found: {root}")
         folders = sorted(d for d in os.listdir(root) if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
+        for folder in folders:
+            _check_name(os.path.join(root, folder), "class folder")
         if not folders:
             loose = [f for f in os.listdir(root) if _is_image(f)]
             hint = f" (found {len(loose)} loose image files: put each class in its own sub-folder)" if loose else ""
@@ -90,7 +111,8 @@ class ImageFolder(Dataset):
                     f"{root}: class folder {folder!r} has no image files ({', '.join(IMAGE_EXTENSIONS)})"
                 )
             label = self.classes.index(folder)
-            self.samples.extend((os.path.join(directory, f), label) for f in files)
+            for f in files:
+                self.samples.append((_checked_file(os.path.join(directory, f)), label))
         self._targets = numpy.asarray([label for _, label in self.samples], dtype=numpy.int64)
 
     def __len__(self) -> int:
