@@ -55,6 +55,9 @@ def test_multitask_report_json_and_resume(capsys, workspace):
     assert len(run["steps"]) == 3 * 4 and all(-1 <= s["parameters"]["cos"]["main|aux"] <= 1 for s in run["steps"])
     single = json.loads((out / "single" / "run.json").read_text())
     assert single["tasks"] == ["main"] and single["accuracy"] == report["rows"][1]["main_accuracy"]
+    # the same --out again is refused without --resume / --overwrite, in one line
+    assert main(_args(workspace, out, "--quiet")) == 2
+    assert "--overwrite" in capsys.readouterr().err
     # --resume with finished checkpoints trains nothing more and reports the same numbers
     assert main(_args(workspace, out, "--json", "--conflict", "representation,parameters", "--resume")) == 0
     again = json.loads(capsys.readouterr().out)

@@ -32,6 +32,13 @@ def parse_groups(text: str) -> dict:
 
 
 def run_multitask(args) -> int:
+    import os  # noqa: PLC0415
+
+    from . import runfolder  # noqa: PLC0415
+
+    if not args.resume:  # an earlier run is never replaced by accident (as `minitl finetune`)
+        for name in ("multitask", "single"):
+            runfolder.check_fresh(os.path.join(args.out, name), overwrite=args.overwrite)
     args.device = resolve_device(args)
     from ..train.multitask import MultiTaskConfig  # noqa: PLC0415 (keeps `minitl --help` fast)
     from ..train.multitask_workflow import multitask  # noqa: PLC0415
@@ -107,6 +114,7 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/minitl/features)")
     p.add_argument("--out", default="runs/multitask", metavar="DIR", help="output folder (default runs/multitask)")
     p.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
+    p.add_argument("--overwrite", action="store_true", help="replace the runs an earlier multitask left in --out")
     add_device_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout (log on stderr)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")

@@ -12,11 +12,16 @@
     backbones.py   backbones by name, pretrained weights, the saved classifier file
     workflow.py    the command line's jobs: finetune, compare, evaluate, predict
     progress.py    progress bars (tqdm if installed)
+    conflict.py    one multi-task step and the gradient-conflict diagnostic (cos, norms per step)
+    multitask.py   MultiTaskTrainer: several heads on a shared trunk, masked labels, checkpoints, resume
+    multitask_report.py / multitask_workflow.py   its run.json and plots | the `minitl multitask` job
 """
 from .backbones import TinyNet, create_backbone, load_backbone, load_classifier, save_classifier
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .features import FeatureCache, FeatureDataset
 from .metrics import accuracy, confusion_matrix
+from .conflict import gradient_conflict, multitask_step
+from .multitask import MultiTaskConfig, MultiTaskTrainer, TaskData
 from .model import ClassifierHead, TransferModel
 from .loop import TrainingDiverged, to_tensor
 from .plan import MODES, TrainConfig
@@ -27,5 +32,6 @@ __all__ = [
     "TinyNet", "create_backbone", "load_backbone", "load_classifier", "save_classifier", "CheckpointError",
     "load_checkpoint", "save_checkpoint", "FeatureCache", "FeatureDataset", "accuracy", "confusion_matrix",
     "ClassifierHead", "TransferModel", "MODES", "FrozenParameterChanged", "RunResult", "TrainConfig", "Trainer",
-    "TrainingDiverged", "to_tensor",
+    "TrainingDiverged", "to_tensor", "gradient_conflict", "multitask_step", "MultiTaskConfig", "MultiTaskTrainer",
+    "TaskData",
 ]

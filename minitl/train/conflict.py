@@ -18,6 +18,10 @@ weights apart (gradient conflict).  Two levels are measured:
                       back-propagated once per task (its forward re-run per task, so the trunk must
                       be deterministic: no dropout or BatchNorm in training mode), and the
                       parameters' .grad is Σ_k g_k, the joint gradient (linearity).
+
+The representation level compares the tasks example by example: when the tasks label disjoint
+examples (two domains, each example labelled for its own), their rows of ∂J/∂z never overlap and the
+cosine is 0 by construction — there only the parameter level says whether the tasks agree.
 """
 from __future__ import annotations
 
