@@ -10,30 +10,15 @@ from PIL import Image  # noqa: E402
 
 import minitl  # noqa: E402
 from minitl.cli import main  # noqa: E402
-from minitl.train import TinyNet  # noqa: E402
+from minitl.train import TinyNet  # noqa: E402, F401
 
-COLOURS = ["red", "green", "blue"]
+from cli_workspace import COLOURS, make_workspace  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """data/train|test/<colour>/*.png (10x10, the class is the dominant channel) and a tiny backbone .npz."""
-    root = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 10), ("test", 4)):
-        for c, colour in enumerate(COLOURS):
-            os.makedirs(root / "data" / split / colour)
-            for i in range(n):
-                image = rng.integers(0, 80, (10, 10, 3)).astype(np.uint8)
-                image[..., c] += 170
-                Image.fromarray(image).save(root / "data" / split / colour / f"{i}.png")
-    minitl.manual_seed(3)
-    backbone = TinyNet(8, width=16)
-    arrays = dict(backbone.state_dict())
-    arrays["__minitl_metadata__"] = np.array([json.dumps({"arch": "tiny", "input_size": 8,
-                                                          "preprocessing": backbone.preprocessing})])
-    np.savez(root / "tiny.npz", **arrays)
-    return root
+    return make_workspace(tmp_path_factory.mktemp("cli"))
 
 
 def _run(capsys, *argv):

@@ -24,7 +24,7 @@ RUN_FILES = (MODEL_FILE, CHECKPOINT_FILE, "run.json", SETTINGS_FILE, "curves.png
 # flags that may change between a run and its --resume: where and how it runs, not what it computes
 # (the trainer's own check on the checkpoint leaves the same ones out)
 FREE_ON_RESUME = {"out", "resume", "overwrite", "json", "quiet", "device", "prefetch", "eval_batch_size",
-                  "time_budget", "cache_dir", "no_cache", "handler", "command", "parser", "argv"}
+                  "time_budget", "cache_dir", "no_cache", "distributed", "handler", "command", "parser", "argv"}
 PATH_SETTINGS = ("weights", "data", "model")
 
 

@@ -114,8 +114,22 @@ def _sub_argv(args) -> list:
     return argv[argv.index(args.command) + 1:] if args.command in argv else argv
 
 
+def _world(args):
+    """The MPI world this process belongs to (one process without mpiexec); rank 0 alone prints."""
+    from ..distributed import world  # noqa: PLC0415
+
+    comm = world()
+    if getattr(args, "distributed", False) and not comm.distributed:
+        raise ValueError("--distributed: this process is not one of several MPI ranks; start it as "
+                         "mpiexec -n N minitl finetune ... (pip install 'minitl[mpi]')")
+    if not comm.is_root:
+        args.quiet = True
+    return comm
+
+
 def run_finetune(args) -> int:
     check_arguments(args, TRAINING_RULES)
+    comm = _world(args)
     out = args.out or f"runs/{args.mode}"
     parser = getattr(args, "parser", None)
     has_settings = True
@@ -126,12 +140,14 @@ def run_finetune(args) -> int:
     elif not args.resume:
         runfolder.check_fresh(out, args.model, overwrite=args.overwrite)
     args.device = resolve_device(args)
-    if parser is not None and not (args.resume and has_settings):
+    if parser is not None and not (args.resume and has_settings) and comm.is_root:
         runfolder.save_settings(out, "finetune", args, parser)
     args.on_interrupt = lambda: runfolder.interrupt_message("finetune", out, args.model, has_settings)
     result, path = _workflow().finetune(_job(args), _config(args, args.mode), out, model_path=args.model,
                                         resume=args.resume, show_progress=not (args.quiet or args.json),
                                         log=_logger(args))
+    if not comm.is_root:
+        return 0
     files = runfolder.written_files(dict(result.files, model=path), out)
     result.files = files
     _print_result(result, args, {"model": path})
@@ -142,6 +158,8 @@ def run_finetune(args) -> int:
 
 
 def run_compare(args) -> int:
+    if _world(args).distributed:
+        raise ValueError("compare runs in one process; under mpiexec use finetune (one mode per run)")
     check_arguments(args, TRAINING_RULES)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for mode in modes:
@@ -243,7 +261,8 @@ def _training_arguments(parser):
                         help="finetune: epochs with the last stages unfrozen, after the head (default 6)")
     parser.add_argument("--unfreeze", type=int, default=2,
                         help="finetune: how many last stages to unfreeze (default 2: layer3 and layer4)")
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="training batch size (default 32); under mpiexec the global batch, split over the ranks")
     parser.add_argument("--eval-batch-size", type=int, default=64, help="batch size of feature extraction (default 64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate of the head / scratch (default 0.001)")
     parser.add_argument("--finetune-lr", type=float, default=1e-3,
@@ -269,6 +288,9 @@ def _training_arguments(parser):
     add_device_argument(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable result on stdout (log on stderr)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    parser.add_argument("--distributed", action="store_true",
+                        help="require a data-parallel MPI run (mpiexec -n N minitl finetune ...); without it the "
+                             "MPI world is detected, and a plain run is one process")
 
 
 def register(subparsers) -> None:

@@ -91,17 +91,44 @@ class Communicator:
         self.allreduce_sum_(array)
         return array
 
-    def gather_objects(self, obj, root: int = 0):
-        """Every rank's ``obj`` (plain data: arrays, lists, numbers) at ``root``; None elsewhere."""
-        if not self.distributed:
-            return [obj]
-        return self._guarded(self.mpi_comm.gather, obj, root)
+    def gather_rows(self, rows: numpy.ndarray, root: int = 0) -> numpy.ndarray | None:
+        """The ranks' row blocks (N_r, ...) concatenated in rank order at ``root`` (None elsewhere).
 
-    def broadcast_object(self, obj, root: int = 0):
-        """root's small plain-data object on every rank (a flag, a path, settings)."""
+        Plain buffers (Gatherv), no pickle: every rank must pass rows of the same trailing shape and dtype.
+        """
+        rows = numpy.ascontiguousarray(rows)
         if not self.distributed:
-            return obj
-        return self._guarded(self.mpi_comm.bcast, obj, root)
+            return rows
+        counts = numpy.zeros(self.size, dtype=numpy.float64)
+        counts[self.rank] = len(rows)
+        self.allreduce_sum_(counts)
+        row_size = int(numpy.prod(rows.shape[1:], dtype=numpy.int64))
+        sizes = (counts.astype(numpy.int64) * row_size).tolist()
+        out = None
+        if self.rank == root:
+            out = numpy.empty((int(counts.sum()),) + rows.shape[1:], dtype=rows.dtype)
+        mpi_type = _mpi_type(rows.dtype)
+        receive = [out, (sizes, None), mpi_type] if self.rank == root else None
+        self._guarded(self.mpi_comm.Gatherv, [rows, mpi_type], receive, root)
+        return out
+
+    def broadcast_array(self, array: numpy.ndarray | None, root: int = 0) -> numpy.ndarray:
+        """root's NumPy array on every rank (others pass None): shape and dtype travel first, as numbers."""
+        if not self.distributed:
+            return array
+        header = numpy.zeros(10, dtype=numpy.int64)  # [ndim, dtype code, shape...]
+        if self.rank == root:
+            array = numpy.ascontiguousarray(array)
+            if array.ndim > 8:
+                raise ValueError(f"broadcast_array: at most 8 dimensions, got {array.ndim}")
+            header[0], header[1] = array.ndim, _DTYPES.index(array.dtype.str)
+            header[2:2 + array.ndim] = array.shape
+        self.broadcast_(header, root)
+        if self.rank != root:
+            ndim = int(header[0])
+            array = numpy.empty(tuple(int(n) for n in header[2:2 + ndim]), dtype=numpy.dtype(_DTYPES[int(header[1])]))
+        self.broadcast_(array, root)
+        return array
 
     def _guarded(self, call, *args):
         try:
@@ -110,6 +137,15 @@ class Communicator:
             raise RankFailedError(f"rank {self.rank}/{self.size}: MPI collective failed ({error}); "
                                   "another rank has probably died - the last checkpoint is intact, "
                                   "rerun with --resume (at any number of ranks)") from error
+
+
+_DTYPES = ["<f4", "<f8", "<i8", "<i4", "|u1", "<f2"]
+
+
+def _mpi_type(dtype):
+    from mpi4py import MPI  # noqa: PLC0415
+
+    return MPI._typedict[numpy.dtype(dtype).char]  # noqa: SLF001 - mpi4py's NumPy type table
 
 
 def _in_place():

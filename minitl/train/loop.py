@@ -5,6 +5,12 @@ back-propagation, then the optimizer's update (SGD: w ← w − η_t v with mome
 Keras' time-based decay η_t = η / (1 + decay · t)).  A NaN/Inf loss stops the run with
 :class:`TrainingDiverged`.  Evaluation runs the same network without a graph, in inference mode,
 and scores it with the same ``F.cross_entropy``.
+
+Data-parallel (``comm`` of several ranks, the optimizer a ``DistributedOptimizer``): each rank
+back-propagates the mean loss of its share of the batch, one all-reduce per bucket averages
+the gradients weighted by the shares' sizes and returns the global loss, which is checked
+(on every rank alike) before any rank updates; the epoch's loss and accuracy are summed over
+the ranks.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import time
 import numpy
 
 from .. import functional as F
+from ..distributed import DistributedOptimizer
 from ..tensor import Tensor, no_grad
 from .metrics import accuracy
 from .progress import progress_bar
@@ -48,43 +55,68 @@ def phase_logits(model, cut: int, x: Tensor, cached: bool) -> Tensor:
     return model.forward_from(h, cut)
 
 
+def _forward(model, phase, x, y, to_device):
+    """(loss Tensor, its value, correct predictions) of one batch; one device->host read for both numbers
+    (on a GPU each read waits for the device)."""
+    logits = phase_logits(model, phase.cut, to_device(x), phase.cached)
+    target = to_device(y)
+    loss = F.cross_entropy(logits, target)
+    hits = (logits.data.argmax(axis=1) == target.data).sum()
+    both = logits.xp.stack([loss.data.astype(numpy.float64), hits.astype(numpy.float64)])
+    value, batch_correct = Tensor(both).numpy().tolist()
+    return loss, value, batch_correct
+
+
+def _out_of_time(deadline: float, comm) -> bool:
+    """Past the deadline?  Ranks decide together (any rank out of time stops all), so none waits alone."""
+    late = time.perf_counter() >= deadline
+    if comm is not None and comm.distributed:
+        late = comm.allreduce_scalars([late])[0] > 0
+    return late
+
+
 def train_epoch(model, phase, epoch: int, loader, optimizer, to_device, where: str = "",
-                deadline: float | None = None, show_progress: bool = True):
+                deadline: float | None = None, show_progress: bool = True, comm=None):
     """Epoch ``epoch`` (from 0) of ``phase`` over ``loader``: returns (mean loss, accuracy, stopped by
-    ``deadline``).  ``to_device``: batch -> Tensor;  ``where``: the sentence naming the last good checkpoint."""
+    ``deadline``).  ``to_device``: batch -> Tensor;  ``where``: the sentence naming the last good checkpoint;
+    ``comm``: the ranks of a data-parallel run (``loader`` then yields this rank's share of each batch)."""
     bar = progress_bar(len(loader), desc=f"{phase.name} epoch {epoch + 1}/{phase.epochs}", enabled=show_progress,
                        unit="batch")
+    parallel = isinstance(optimizer, DistributedOptimizer)
     total_loss, correct, seen, out_of_time = 0.0, 0, 0, False
     try:
         for b, (x, y) in enumerate(loader):
-            logits = phase_logits(model, phase.cut, to_device(x), phase.cached)
-            target = to_device(y)
-            loss = F.cross_entropy(logits, target)
-            # one device->host read per step (on a GPU each read waits for the device): loss and hits together
-            hits = (logits.data.argmax(axis=1) == target.data).sum()
-            both = logits.xp.stack([loss.data.astype(numpy.float64), hits.astype(numpy.float64)])
-            value, batch_correct = Tensor(both).numpy().tolist()
-            if not math.isfinite(value):
-                if nonfinite_inputs(x):
+            optimizer.zero_grad()
+            loss, value, batch_correct = _forward(model, phase, x, y, to_device) if len(y) else (None, 0.0, 0)
+            if parallel:  # gradients first, then the global loss from the same all-reduce
+                if loss is not None:
+                    loss.backward()
+                global_value = optimizer.synchronize(weight=len(y), loss=value)
+            else:
+                global_value = value
+            if not math.isfinite(global_value):
+                if len(y) and nonfinite_inputs(x):
                     raise NonFiniteData(
                         f"the training split's batch {b + 1} ({phase.name} epoch {epoch + 1}) contains NaN or Inf "
                         f"inputs: the data itself is not finite; fix or drop those samples. {where}")
                 raise TrainingDiverged(
-                    f"loss is {value} at {phase.name} epoch {epoch + 1}, batch {b + 1}: training stopped. "
+                    f"loss is {global_value} at {phase.name} epoch {epoch + 1}, batch {b + 1}: training stopped. "
                     f"{where} Try a lower learning rate (--lr / --finetune-lr).")
-            optimizer.zero_grad()
-            loss.backward()
+            if not parallel:
+                loss.backward()
             optimizer.step()
             total_loss += value * len(y)
             correct += int(batch_correct)
             seen += len(y)
             bar.update(1)
-            bar.set_postfix_str(f"loss {total_loss / seen:.4f} acc {correct / seen:.3f}")
-            if deadline is not None and time.perf_counter() >= deadline:
+            bar.set_postfix_str(f"loss {total_loss / max(seen, 1):.4f} acc {correct / max(seen, 1):.3f}")
+            if deadline is not None and _out_of_time(deadline, comm):
                 out_of_time = True
                 break
     finally:
         bar.close()
+    if comm is not None and comm.distributed:  # the epoch's figures over every rank's examples
+        total_loss, correct, seen = comm.allreduce_scalars([total_loss, correct, seen]).tolist()
     return total_loss / max(seen, 1), correct / max(seen, 1), out_of_time
 
 

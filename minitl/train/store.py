@@ -10,10 +10,19 @@
 and keeps the time it spent: extraction of the training split counts as training time, that of
 the held-out split as evaluation time, and ``cold_extract_seconds`` is what the deepest training
 entry costs from the images (a cache hit reads it from the entry's description).
+
+Several ranks (``comm``): extraction from the images is split into contiguous, disjoint shards,
+one per rank; rank 0 gathers the rows in order, writes the cache entry once and sends the
+features to every rank, so ``features`` mode extracts R times faster on R nodes.
 """
 from __future__ import annotations
 
-from ..data.datasets import MirroredDataset
+import time
+
+import numpy
+
+from ..data.datasets import MirroredDataset, Subset
+from ..distributed import Communicator
 from ..data.loader import DataLoader
 from .features import FeatureDataset, MemoryEntry, cache_key, extract
 
@@ -29,7 +38,8 @@ class FeatureStore:
     """
 
     def __init__(self, model, splits, pipeline, cache, weights_id, to_tensor, batch_size: int, prefetch: int,
-                 mirror: bool, log, show_progress: bool = True, make_loader=None):
+                 mirror: bool, log, show_progress: bool = True, make_loader=None, comm=None):
+        self.comm = comm or Communicator()
         self.model, self.splits, self.pipeline, self.cache = model, splits, pipeline, cache
         self.make_loader = make_loader
         self.weights_id, self.to_tensor, self.log = weights_id, to_tensor, log
@@ -95,15 +105,12 @@ class FeatureStore:
         count = (f"{len(dataset) // 2} images and their mirrors" if isinstance(dataset, MirroredDataset)
                  else f"{len(dataset)} {getattr(self.splits, 'unit', 'images')}")
         self.log(f"extracting features: {split} split ({count}) through "
-                 f"{', '.join(self.model.segment_names[start:cut])}")
-        with self.cache.entry(key, parts) if self.cache.enabled else MemoryEntry() as entry:
-            rows, labels, seconds = extract(
-                self.model, source, start, cut, self.batch_size, self.to_tensor, pool=parts["pooled"],
-                desc=f"features {split}", show_progress=self.show_progress, allocate=entry.allocate,
-                prefetch=self.prefetch)
-            # what this entry costs from the images: its own time plus that of the entry it started from
-            cold = seconds + (self._cold.get((split, start), 0.0) if start else 0.0)
-            rows = entry.commit(labels, {"seconds": seconds, "seconds_from_images": cold, "images": int(len(labels))})
+                 f"{', '.join(self.model.segment_names[start:cut])}"
+                 + (f" on {self.comm.size} ranks" if self.comm.distributed and not lower else ""))
+        if self.comm.distributed and not lower and len(dataset) >= self.comm.size:
+            rows, labels, seconds, cold = self._compute_sharded(split, cut, key, parts, dataset)
+        else:
+            rows, labels, seconds, cold = self._compute_here(source, start, split, cut, key, parts)
         if split == "train":  # extraction of the training split is training time
             self.extract_seconds += seconds
         else:  # the held-out split's is evaluation time (scratch evaluates through the network too)
@@ -115,3 +122,37 @@ class FeatureStore:
                  f"({len(labels) / max(seconds, 1e-9):.1f} img/s)"
                  + (f", cached as {self.cache.paths(key)[0]}" if self.cache.enabled else ""))
         return FeatureDataset(rows, labels, dataset.classes), cold
+
+    def _compute_here(self, source, start, split, cut, key, parts):
+        """(rows, labels, seconds, seconds from the images) computed by this process alone."""
+        with self.cache.entry(key, parts) if self.cache.enabled else MemoryEntry() as entry:
+            rows, labels, seconds = extract(
+                self.model, source, start, cut, self.batch_size, self.to_tensor, pool=parts["pooled"],
+                desc=f"features {split}", show_progress=self.show_progress, allocate=entry.allocate,
+                prefetch=self.prefetch)
+            # what this entry costs from the images: its own time plus that of the entry it started from
+            cold = seconds + (self._cold.get((split, start), 0.0) if start else 0.0)
+            rows = entry.commit(labels, {"seconds": seconds, "seconds_from_images": cold, "images": int(len(labels))})
+        return rows, labels, seconds, cold
+
+    def _compute_sharded(self, split, cut, key, parts, dataset):
+        """Each rank extracts rows [a_r, b_r) of the split; rank 0 assembles, caches and shares them."""
+        comm, began = self.comm, time.perf_counter()
+        mine = numpy.array_split(numpy.arange(len(dataset)), comm.size)[comm.rank]
+        shard = Subset(dataset, mine)
+        loader = self.make_loader(shard) if self.make_loader is not None else DataLoader(
+            shard, batch_size=self.batch_size, shuffle=False, transform=self.pipeline, seed=0, prefetch=self.prefetch)
+        rows, labels, seconds = extract(self.model, loader, 0, cut, self.batch_size, self.to_tensor,
+                                        pool=parts["pooled"], desc=f"features {split}",
+                                        show_progress=self.show_progress, prefetch=self.prefetch)
+        all_rows, all_labels = comm.gather_rows(rows), comm.gather_rows(labels.astype(numpy.int64))
+        if comm.is_root:
+            with self.cache.entry(key, parts) if self.cache.enabled else MemoryEntry() as entry:
+                target = entry.allocate(all_rows.shape, all_rows.dtype)
+                target[...] = all_rows
+                all_rows = entry.commit(all_labels, {"seconds": seconds, "seconds_from_images": seconds,
+                                                     "images": int(len(all_labels)), "ranks": comm.size})
+        rows = comm.broadcast_array(numpy.ascontiguousarray(all_rows) if comm.is_root else None)
+        labels = comm.broadcast_array(all_labels if comm.is_root else None)
+        seconds = time.perf_counter() - began  # wall time, gathering and sharing included
+        return rows, labels, seconds, seconds

@@ -13,6 +13,14 @@ The checkpoint before the newest is kept (``checkpoint.prev.npz``): a damaged ne
 skipped with a message.  Temporaries left by a killed run in the output folder are removed on start.
 Guardrails: a warning when a frozen part still has BatchNorm in training mode, and a check that
 every frozen parameter and buffer is bitwise unchanged at the end of each phase.
+
+Data-parallel on MPI (``comm`` of several ranks; by default the job's world, so ``mpiexec -n N``
+just works): every rank starts from rank 0's weights, takes its share of every batch
+(``config.batch_size`` is the global batch), and steps with gradients averaged over the ranks
+(:mod:`minitl.distributed`); features are extracted in disjoint shards and written to the cache
+once; rank 0 alone logs, writes checkpoints (BatchNorm running statistics averaged first) and
+outputs.  The held-out evaluation runs on every rank.  A checkpoint holds no trace of the world
+size, so ``--resume`` works at any number of ranks.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 import numpy
 
 from .. import random as mt_random
+from ..distributed import DistributedOptimizer, average_buffers, broadcast_module, world
 from ..data.datasets import stratified_indices, stratified_subset
 from ..data.loader import DataLoader
 from ..data.transforms import Compose, ImagePipeline, RandomHorizontalFlip, augmentation
@@ -63,16 +72,22 @@ class Trainer:
 
     spec: the backbone's :class:`PreprocessSpec`;  out_dir: checkpoint, run log, plots (None:
     nothing written);  weights_id: identity of the pretrained weights for the cache key (default:
-    a digest of the backbone's arrays);  log: a function taking one line of text.
+    a digest of the backbone's arrays);  log: a function taking one line of text;  comm: the ranks
+    of a data-parallel run (default: the MPI world this process belongs to, a single process without one).
     """
 
     def __init__(self, model: TransferModel, splits, spec, config: TrainConfig, out_dir=None, cache_dir=None,
-                 show_progress: bool = True, log=None, device=None, weights_id: str | None = None):
+                 show_progress: bool = True, log=None, device=None, weights_id: str | None = None, comm=None):
         config.check()
+        self.comm = world() if comm is None else comm
+        if config.batch_size < self.comm.size:
+            raise ValueError(f"--batch-size {config.batch_size} is the global batch and must be at least the "
+                             f"number of ranks ({self.comm.size})")
         self.model, self.splits, self.spec, self.config = model, splits, spec, config
         self.out_dir = os.fspath(out_dir) if out_dir else None
-        self.show_progress, self.device = show_progress, device
-        self.log = log or (lambda message: None)
+        root = self.comm.is_root  # only rank 0 speaks
+        self.show_progress, self.device = show_progress and root, device
+        self.log = (log or (lambda message: None)) if root else (lambda message: None)
         self._weights_id = weights_id
         self.plain = ImagePipeline(spec)
         if config.augment:
@@ -84,7 +99,8 @@ class Trainer:
         self.augmented = ImagePipeline(spec, train_augment) if train_augment is not None else self.plain
         self.store = FeatureStore(model, splits, self.plain, FeatureCache(cache_dir, enabled=config.cache),
                                   lambda: self.weights_id, self._tensor, config.eval_batch_size, config.prefetch,
-                                  mirror=config.flip, log=self.log, show_progress=show_progress)
+                                  mirror=config.flip, log=self.log, show_progress=self.show_progress,
+                                  comm=self.comm)
         self._eval_subsets: dict = {}  # (cached, cut) -> the per-epoch held-out subset
 
     @property
@@ -134,20 +150,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ one epoch
     def _image_loader(self, dataset, train: bool, seed: int, batch_size: int):
+        """Images through the pipeline: training batches are sharded over the ranks, evaluation is not."""
         return DataLoader(dataset, batch_size=batch_size, shuffle=train, transform=self.augmented if train else self.plain,
-                          seed=seed, prefetch=self.config.prefetch)
+                          seed=seed, prefetch=self.config.prefetch, shard=self._shard if train else (0, 1))
 
     def _train_epoch(self, phase: Phase, epoch: int, optimizer, where: str, deadline: float | None):
         """(mean loss, accuracy, out of time) of one epoch: cached activations or images."""
         if phase.cached:
             loader = DataLoader(self.features("train", phase.cut), batch_size=self.config.batch_size, shuffle=True,
-                                seed=phase.seed)
+                                seed=phase.seed, shard=self._shard)
         else:
             loader = self._image_loader(self.splits.train, train=True, seed=phase.seed,
                                         batch_size=self.config.batch_size)
         loader.set_epoch(epoch)
         return train_epoch(self.model, phase, epoch, loader, optimizer, self._tensor, where, deadline,
-                           show_progress=self.show_progress)
+                           show_progress=self.show_progress, comm=self.comm)
+
+    @property
+    def _shard(self) -> tuple[int, int]:
+        return self.comm.rank, self.comm.size
 
     # ------------------------------------------------------------------ evaluation
     def _eval_source(self, phase: Phase | None, full: bool):
@@ -284,6 +305,7 @@ class Trainer:
         _ = self.weights_id  # the pretrained weights' digest (cache key), taken before any checkpoint loads
         self.log(self.describe_data(phases))
         progress = self._start(resume, phases)
+        broadcast_module(self.model, self.comm)  # every rank from rank 0's weights
         run_began = time.perf_counter()
         for index in range(progress.phase, len(phases)):
             self._run_phase(phases, index, progress)
@@ -313,6 +335,8 @@ class Trainer:
         frozen_named = self._frozen_state(phase.modules())
         before = state_digest(frozen_named)
         optimizer = self.make_optimizer(phase)
+        if self.comm.distributed:
+            optimizer = DistributedOptimizer(optimizer, self.comm)
         first_epoch = progress.epoch if index == progress.phase else 0
         if progress.optimizer is not None and index == progress.phase and first_epoch > 0:
             optimizer.load_state_dict(progress.optimizer)
@@ -348,6 +372,7 @@ class Trainer:
         loss, acc, out_of_time = self._train_epoch(phase, epoch, optimizer, where, deadline)
         seconds = time.perf_counter() - began
         progress.train_seconds += seconds
+        average_buffers(self.model, self.comm)  # BatchNorm statistics: local per rank, averaged here
         state = self.model.state_dict()
         broken = self._nonfinite_weights(state)
         if broken:  # never checkpoint them: the last good checkpoint stays the newest
@@ -364,7 +389,7 @@ class Trainer:
         checked = f"all {total}" if len(labels) == total else f"{len(labels)} of {total}"
         self.log(f"{phase.name} epoch {epoch + 1}/{phase.epochs}: train loss {loss:.4f} acc {acc:.4f} | "
                  f"test ({checked}) loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s")
-        if path:
+        if path and self.comm.is_root:
             save_checkpoint(path, {
                 "identity": progress.identity, "phase": index, "epoch": epoch + 1,
                 "model": state, "optimizer": optimizer.state_dict(),
@@ -393,7 +418,7 @@ class Trainer:
         self.log(f"{self.config.mode}: test accuracy {final_acc:.4f} on all {len(labels)} test {unit} "
                  f"(training {progress.train_seconds:.1f}s + feature extraction {store.extract_seconds:.1f}s, "
                  f"wall {time.perf_counter() - run_began:.1f}s)")
-        if self.out_dir:
+        if self.out_dir and self.comm.is_root:
             result.files = self.write_outputs(result)
         return result
 

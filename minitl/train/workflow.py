@@ -140,6 +140,8 @@ def finetune(job: Job, config: TrainConfig, out_dir, model_path=None, resume: bo
                       show_progress=show_progress, log=log, device=job.device)
     result = trainer.fit(resume=resume)
     model_path = model_path or os.path.join(out_dir, "model.npz")
+    if not trainer.comm.is_root:  # in a data-parallel run rank 0 writes the model
+        return result, model_path
     save_classifier(model_path, model, splits.classes, spec,
                     {"mode": config.mode, "test_accuracy": result.accuracy, "backbone_source": source,
                      "data": splits.describe()})
