@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy
 
 from .. import backend
+from .. import random as mt_random
 from ..tensor import Tensor, enable_grad, no_grad
 
 RTOL = 1e-5
@@ -70,15 +71,27 @@ def check_op(fn_class, inputs, options: dict, grad_output, wanted, max_elements:
             tensors.append(Tensor(a.copy()))
     xp = backend.get_array_module(grad_output)
     g = grad_output.astype(numpy.float64)
-    with enable_grad():
-        out = fn_class.apply(*tensors, **_copy_options(options))
-    out.backward(g)
+    saved_seed, saved_state = mt_random._seed, mt_random.get_state()
+    try:  # every evaluation draws the same random numbers (a dropout mask), as gradcheck does
+        mt_random.manual_seed(seed)
+        with enable_grad():
+            out = fn_class.apply(*tensors, **_copy_options(options))
+        out.backward(g)
 
-    def objective() -> float:
-        with no_grad():
-            y = fn_class.apply(*tensors, **_copy_options(options))
-        return float(xp.sum(g * y.data))
+        def objective() -> float:
+            mt_random.manual_seed(seed)
+            with no_grad():
+                y = fn_class.apply(*tensors, **_copy_options(options))
+            return float(xp.sum(g * y.data))
 
+        return _compare(tensors, positions, objective, max_elements, eps, seed)
+    finally:
+        mt_random.manual_seed(saved_seed)
+        mt_random.set_state(saved_state)
+
+
+def _compare(tensors, positions, objective, max_elements, eps, seed) -> OpCheck:
+    """Analytic gradients (already in ``tensors[i].grad``) against central differences of ``objective``."""
     rng = numpy.random.default_rng(seed)
     base = objective()
     analytics = {}

@@ -91,3 +91,12 @@ def test_cli_trace_text(capsys):
     assert main(["trace", "neuron"]) == 0
     out = capsys.readouterr().out
     assert "0.weight.grad +=" in out and "finite-difference checks: 5 ops, 0 failed" in out
+
+
+def test_an_op_that_draws_random_numbers_is_checked_with_one_draw():
+    """Attention dropout draws its mask inside the op: every re-evaluation of the check uses the same mask."""
+    rng = numpy.random.default_rng(0)
+    q, k, v = (Tensor(rng.standard_normal((1, 3, 4)).astype(numpy.float32), requires_grad=True) for _ in range(3))
+    result = mi.trace(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, dropout_p=0.5), (q, k, v))
+    checks = [s.check for s in result.steps if s.check]
+    assert checks and all(c["ok"] for c in checks)
