@@ -76,6 +76,10 @@ class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, mask=None, dropout_p=0.0, scale=None):
         xp = backend.get_array_module(q)
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        with backend.single_thread_blas(xp):  # many small GEMMs: threads cost more than they give
+            return self._forward(xp, q, k, v, mask, dropout_p)
+
+    def _forward(self, xp, q, k, v, mask, dropout_p):
         s = q @ xp.swapaxes(k, -1, -2)  # S = Q Kᵀ
         s *= self.scale
         p = _masked_softmax(xp, s, mask)
@@ -91,6 +95,10 @@ class ScaledDotProductAttention(Function):
 
     def backward(self, g):
         xp = backend.get_array_module(g)
+        with backend.single_thread_blas(xp):
+            return self._backward(xp, g)
+
+    def _backward(self, xp, g):
         q, k, v, p = self.q, self.k, self.v, self.p
         need = self.needs_input_grad
         grad_v = xp.swapaxes(self.p_used, -1, -2) @ g if need[2] else None  # dJ/dV = P̃ᵀ G

@@ -15,20 +15,24 @@ class Linear(Function):
     """
 
     def forward(self, x, weight, bias=None):
+        self.shape = x.shape
+        if x.ndim > 2:  # (N, T, in) as one (N·T, in) GEMM: a stacked matmul would call BLAS N times
+            x = x.reshape(-1, x.shape[-1])
         self.x, self.weight = x, weight
         y = _x_times_w_transposed(x, weight)
         if bias is not None:
             y += bias
-        return y
+        return y.reshape(self.shape[:-1] + (weight.shape[0],)) if len(self.shape) > 2 else y
 
     def backward(self, g):
         x, weight = self.x, self.weight
-        grad_x = g @ weight if self.needs_input_grad[0] else None
+        g = g.reshape(-1, g.shape[-1]) if g.ndim > 2 else g
+        grad_x = (g @ weight).reshape(self.shape) if self.needs_input_grad[0] else None
         grad_w = grad_b = None
         if self.needs_input_grad[1]:
-            grad_w = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+            grad_w = g.T @ x
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            grad_b = g.reshape(-1, g.shape[-1]).sum(axis=0)
+            grad_b = g.sum(axis=0)
         return grad_x, grad_w, grad_b
 
 

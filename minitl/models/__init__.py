@@ -2,11 +2,13 @@
 
     resnet.py         ResNet builder, resnet18/34/50/101/152, resnet50_1by2 (open_nsfw), keras_resnet50
     vgg.py            VGG builder, vgg16
+    bert.py           BERT-family text encoder (BertModel, BertConfig), minilm_l6, bert_base; pooling, encode
     preprocessing.py  what a pretrained network expects of its input
     registry.py       architecture names -> builders (``create``), ``infer_arch``
     rnn_classifier.py RNNClassifier: word embeddings -> BiLSTM/GRU -> pooled states -> head (text)
 """
 from .base import ImageModel
+from .bert import MINILM_L6, BertConfig, BertModel, bert, bert_base, minilm_l6
 from .preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
 from .registry import ARCHS, ArchSpec, create, describe_state, get_spec, infer_arch
 from .resnet import (
@@ -22,4 +24,5 @@ __all__ = [
     "ResNet", "BasicBlock", "Bottleneck", "fold_batchnorm",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_1by2", "keras_resnet50",
     "VGG", "vgg16", "RNNClassifier",
+    "BertModel", "BertConfig", "MINILM_L6", "bert", "bert_base", "minilm_l6",
 ]

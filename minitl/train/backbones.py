@@ -65,7 +65,7 @@ def _models():
 
 def known_archs() -> list[str]:
     try:
-        return list(_models().ARCHS) + ["tiny"]
+        return [name for name, spec in _models().ARCHS.items() if spec.kind == "image"] + ["tiny"]
     except BackboneUnavailable:
         return ["tiny"]
 

