@@ -26,13 +26,13 @@ class Linear(Function):
 
     def backward(self, g):
         x, weight = self.x, self.weight
-        g = g.reshape(-1, g.shape[-1]) if g.ndim > 2 else g
-        grad_x = (g @ weight).reshape(self.shape) if self.needs_input_grad[0] else None
+        g2 = g.reshape(-1, g.shape[-1])  # (N·T, out), also for 1-D and 2-D inputs
+        grad_x = (g2 @ weight).reshape(self.shape) if self.needs_input_grad[0] else None
         grad_w = grad_b = None
         if self.needs_input_grad[1]:
-            grad_w = g.T @ x
+            grad_w = g2.T @ x.reshape(-1, x.shape[-1])
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            grad_b = g.sum(axis=0)
+            grad_b = g2.sum(axis=0)
         return grad_x, grad_w, grad_b
 
 
