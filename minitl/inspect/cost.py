@@ -46,6 +46,7 @@ class LayerCost:
     workspace_bytes: int = 0
     workspace_kind: str = ""
     new_bytes: int = 0  # arrays first created by this layer (outputs, saved arrays)
+    kept_workspace: int = 0  # part of the workspace the op keeps for backward (im2col columns): in new_bytes too
     # measured (measure=True)
     time_forward: float | None = None
     time_backward: float | None = None
@@ -53,7 +54,7 @@ class LayerCost:
 
     @property
     def predicted_peak(self) -> int:
-        return self.new_bytes + self.workspace_bytes
+        return self.new_bytes + self.workspace_bytes - self.kept_workspace
 
 
 @dataclass
@@ -139,9 +140,11 @@ def _predict(model, tensors, loss) -> tuple[dict, Recorder, Tensor]:
         row.flops_forward += f
         row.flops_backward += b
         ws, what = workspace(op, shapes, result.shape, options, result.data.itemsize, result.xp)
+        graph_holds = result._ctx is fn
+        columns = getattr(fn, "col", None) if graph_holds else None  # Conv2d keeps small column matrices
         if ws > row.workspace_bytes:
             row.workspace_bytes, row.workspace_kind = ws, what
-        graph_holds = result._ctx is fn
+            row.kept_workspace = int(columns.nbytes) if hasattr(columns, "nbytes") else 0
         arrays = [result.data] + (_arrays_of(fn) if graph_holds else [])
         for array in arrays:
             key, nbytes = _buffer(array)
