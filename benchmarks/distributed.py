@@ -104,20 +104,18 @@ def worker_step(batch: int, rounds: int) -> dict:
 
 # ----------------------------------------------------------------- the model
 def fit_alpha_beta(times: dict) -> tuple[float, float]:
+    """Least squares on the *relative* error (each row divided by its time), so the microsecond
+    latency of small messages weighs as much as the milliseconds of large ones; α, β >= 0."""
     n = numpy.array([float(k) for k in times])
     t = numpy.array([float(v) for v in times.values()])
-    design = numpy.stack([numpy.ones_like(n), n], axis=1)
-    (alpha, beta), *_ = numpy.linalg.lstsq(design, t, rcond=None)
-    return float(alpha), float(beta)
-
-
-def ring_allreduce_s(nbytes: float, nodes: int, alpha: float, link_gbps: float) -> float:
-    """Ring all-reduce: 2(p−1) messages, each carrying n/p bytes: t = 2(p−1)·α + 2(p−1)/p · n / bandwidth."""
-    bandwidth = link_gbps * 1e9 / 8
-    return 2 * (nodes - 1) * alpha + 2 * (nodes - 1) / nodes * nbytes / bandwidth
+    design = numpy.stack([numpy.ones_like(n), n], axis=1) / t[:, None]
+    (alpha, beta), *_ = numpy.linalg.lstsq(design, numpy.ones_like(t), rcond=None)
+    return max(float(alpha), 0.0), max(float(beta), 0.0)
 
 
 def scaling_model(alpha_net: float) -> list[dict]:
+    from minitl.distributed import ring_allreduce_seconds  # noqa: PLC0415
+
     # measured compute times per step on a 2-core node of this kind (see README / benchmark results):
     # ResNet-50 224x224 batch 64: 37.4 s (results/cpu_resnet50_b64.txt); MiniLM batch 16 at 128 tokens:
     # ~5.7 s (2.8 reviews/s, issue 13's PyTorch figure). Parameter counts: 25.6 M and 22.7 M float32.
@@ -126,7 +124,7 @@ def scaling_model(alpha_net: float) -> list[dict]:
     for name, nbytes, compute in workloads:
         for gbps in (10, 100):
             for nodes in (8, 16, 32, 64):
-                comm = ring_allreduce_s(nbytes, nodes, alpha_net, gbps)
+                comm = ring_allreduce_seconds(nbytes, nodes, alpha_net, 8 / (gbps * 1e9))
                 rows.append({"workload": name, "link_gbps": gbps, "nodes": nodes, "compute_s": compute,
                              "allreduce_s": comm, "efficiency": compute / (compute + comm),
                              "speedup": nodes * compute / (compute + comm)})
@@ -188,7 +186,7 @@ def main() -> None:
     rounds = "2" if args.quick else str(args.rounds)
     from mpi4py import MPI  # noqa: PLC0415
 
-    results = {"load": os.getloadavg()[0], "mpi": MPI.Get_library_version().split()[2] if MPI.Get_library_version() else "?"}
+    results = {"load": round(os.getloadavg()[0], 1), "mpi": MPI.Get_library_version().split()[2] if MPI.Get_library_version() else "?"}
     results["allreduce"] = _launch(2, ["--worker", "allreduce", "--rounds", rounds], threads=1)
     results["alpha_s"], results["beta_s_per_byte"] = fit_alpha_beta(results["allreduce"]["median_s"])
     settings = [("1 rank, global 64", 1, 64, 2), ("1 rank, global 64", 1, 64, 1), ("2 ranks, global 64 (strong)", 2, 32, 1),

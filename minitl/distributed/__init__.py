@@ -13,6 +13,7 @@ exactly like one process × batch R·b (up to the order of float32 additions).
   single-process stand-in when no MPI world exists).
 * :mod:`.buckets` — gradients packed into size-bounded flat buffers, one ``Allreduce`` each.
 * :mod:`.optimizer` — wraps any minitl optimizer: average the gradients, then step.
+* :mod:`.cost` — the α + β·n model of an all-reduce and the speed-up it leaves.
 * each rank's data: ``DataLoader(..., shard=(rank, size))`` (minitl.data) yields the rank's
   share of every global batch of the epoch's seeded order.
 
@@ -23,8 +24,9 @@ statistics are averaged across ranks (:func:`average_buffers`) before a checkpoi
 so every rank, and a resume at another world size, holds the same buffers.
 """
 from .buckets import GradientBuckets
+from .cost import data_parallel_speedup, ring_allreduce_seconds
 from .comm import Communicator, RankFailedError, world
 from .optimizer import DistributedOptimizer, average_buffers, broadcast_module
 
 __all__ = ["Communicator", "DistributedOptimizer", "GradientBuckets", "RankFailedError",
-           "average_buffers", "broadcast_module", "world"]
+           "average_buffers", "broadcast_module", "data_parallel_speedup", "ring_allreduce_seconds", "world"]

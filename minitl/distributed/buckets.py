@@ -19,6 +19,7 @@ rank packs the same layout.
 """
 from __future__ import annotations
 
+from .. import backend
 from ..tensor import Tensor
 
 DEFAULT_BUCKET_BYTES = 25 * 2**20  # PyTorch DDP's default bucket size
@@ -64,9 +65,9 @@ class GradientBuckets:
             extra = (n, local_loss) if i == 0 else ()
             flat = self._pack(bucket, n, extra)
             comm.allreduce_sum_(flat)
-            if i == 0:
-                total = float(flat[-2])
-                total_loss = float(flat[-1]) / total if total else float("nan")
+            if i == 0:  # the summed count and loss: one read (from the device, where the bucket lives)
+                total, loss_sum = backend.to_numpy(flat[-2:]).tolist()
+                total_loss = loss_sum / total if total else float("nan")
             if total == 0:
                 raise ValueError("no rank had any example in this step")
             flat /= total
@@ -85,8 +86,8 @@ class GradientBuckets:
                 if scale != 1.0:
                     block *= scale
             offset += p.data.size
-        if extra:
-            flat[offset:] = xp.asarray(extra, dtype=flat.dtype)
+        for i, value in enumerate(extra):  # scalars written on the device, no host array to copy
+            flat[offset + i] = value
         return flat
 
     @staticmethod

@@ -127,3 +127,44 @@ def test_distributed_optimizer_wraps_any_optimizer():
         numpy.testing.assert_allclose(a.data, b.data, rtol=1e-6)
     assert wrapped.state_dict().keys() == inner.state_dict().keys()
     assert wrapped.param_groups is inner.param_groups
+
+
+class FakeMPI:
+    """Just enough of an mpi4py communicator: 2 ranks whose peer holds the same buffer (sum = 2x)."""
+
+    def Get_rank(self):  # noqa: N802 - mpi4py's names
+        return 0
+
+    def Get_size(self):  # noqa: N802
+        return 2
+
+    def Allreduce(self, send, receive):  # noqa: N802
+        assert isinstance(receive, numpy.ndarray), "MPI must be handed host memory without CUDA-aware MPI"
+        receive *= 2
+
+
+def test_device_gradients_are_reduced_through_one_host_copy_per_bucket(backend):
+    """With CuPy arrays and an MPI that is not CUDA-aware, each bucket goes to the host once and back once."""
+    import fakecupy  # noqa: PLC0415
+
+    comm = Communicator(FakeMPI(), cuda_aware=False)
+    params = _params_with_grads([(3, 4), (5,)])
+    grads = [minitl.backend.to_numpy(p.grad.data).copy() for p in params]
+    assert all(minitl.backend.backend_of(p.grad.data).name == backend for p in params)  # made on the backend
+    with fakecupy.counting() as moved:
+        GradientBuckets(params).allreduce_mean_(comm)  # the peer's gradient equals ours: the mean is ours
+    for p, g in zip(params, grads):
+        assert minitl.backend.backend_of(p.grad.data).name == backend
+        numpy.testing.assert_allclose(minitl.backend.to_numpy(p.grad.data), g, rtol=1e-6)
+    if backend == "fakecupy":
+        # one bucket: one copy each way, and one read of the summed example count and loss
+        assert (moved.d2h, moved.h2d) == (2, 1)
+
+
+def test_ring_allreduce_model_against_hand_counts():
+    alpha, beta = 1e-5, 1e-9
+    assert distributed.ring_allreduce_seconds(1e6, 1, alpha, beta) == 0.0
+    assert distributed.ring_allreduce_seconds(1e6, 2, alpha, beta) == pytest.approx(2 * alpha + 1e6 * beta)
+    assert distributed.ring_allreduce_seconds(1e6, 4, alpha, beta) == pytest.approx(6 * alpha + 1.5e6 * beta)
+    # compute 1 s, all-reduce 2α + nβ = 0.25 s: S(2) = 2 / 1.25
+    assert distributed.data_parallel_speedup(1.0, 0.25e9 - 2e4, 2, alpha, beta) == pytest.approx(1.6)
