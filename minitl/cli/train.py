@@ -57,6 +57,7 @@ def _job(args):
         test_per_class=getattr(args, "test_per_class", None), val_fraction=getattr(args, "val_fraction", 0.2),
         hidden=getattr(args, "hidden", 512), cache_dir=getattr(args, "cache_dir", None),
         device=None if args.device == "cpu" else args.device,
+        skip_bad_images=getattr(args, "skip_bad_images", False),
     )
 
 
@@ -239,6 +240,9 @@ def _data_arguments(parser, with_subset=True):
                                  "--data: 50 (500 images); with --data: all")
         parser.add_argument("--test-per-class", type=int, metavar="N",
                             help="keep N held-out images per class (0: all). Default with no --data: 100; else all")
+        parser.add_argument("--skip-bad-images", action="store_true",
+                            help="leave out image files that do not decode (counted in the log, listed in run.json); "
+                                 "default: such a file is an error")
         parser.add_argument("--val-fraction", type=float, default=0.2,
                             help="held-out share of each class when the data has no test split (default 0.2)")
 

@@ -71,15 +71,28 @@ def _checked_file(path: str) -> str:
     return path
 
 
+def _decode_problem(path: str) -> str | None:
+    """Why ``path`` does not decode (Pillow's header and integrity check), or None if it does."""
+    Image = _pil()
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:  # noqa: BLE001 - PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 class ImageFolder(Dataset):
     """A folder per class: ``root/<class>/<image>``; images decoded lazily, as RGB uint8 (H, W, 3).
 
     ``classes`` fixes the class list (a test split must use the training split's classes): a
     sub-folder not in it is an error, and a class without a folder simply has no samples here.
-    ``mode="L"`` decodes to grayscale (H, W).
+    ``mode="L"`` decodes to grayscale (H, W).  ``skip_bad``: check every file once (Pillow's
+    ``verify``) and leave out those that do not decode, listed in ``skipped``; by default a file
+    that does not decode is an error when it is read.
     """
 
-    def __init__(self, root, classes=None, mode: str = "RGB", name: str | None = None):
+    def __init__(self, root, classes=None, mode: str = "RGB", name: str | None = None, skip_bad: bool = False):
         _pil()  # fail early, with the install hint, if Pillow is missing
         root = os.fspath(root)
         if not os.path.isdir(root):
@@ -103,6 +116,7 @@ class ImageFolder(Dataset):
         self.root, self.classes, self.mode = root, list(classes), mode
         self.name = name or os.path.basename(os.path.normpath(root))
         self.samples: list[tuple[str, int]] = []
+        self.skipped: list[dict] = []  # with skip_bad: {"path", "error"} of each file that does not decode
         for folder in folders:
             directory = os.path.join(root, folder)
             files = sorted(f for f in os.listdir(directory) if _is_image(f))
@@ -112,7 +126,14 @@ class ImageFolder(Dataset):
                 )
             label = self.classes.index(folder)
             for f in files:
-                self.samples.append((_checked_file(os.path.join(directory, f)), label))
+                path = _checked_file(os.path.join(directory, f))
+                problem = _decode_problem(path) if skip_bad else None
+                if problem is None:
+                    self.samples.append((path, label))
+                else:
+                    self.skipped.append({"path": path, "error": problem})
+            if skip_bad and not any(label == l for _, l in self.samples[-len(files):]):
+                raise ValueError(f"{root}: class folder {folder!r} has no image that decodes ({len(files)} skipped)")
         self._targets = numpy.asarray([label for _, label in self.samples], dtype=numpy.int64)
 
     def __len__(self) -> int:

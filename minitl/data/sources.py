@@ -33,14 +33,18 @@ class DataSplits:
     heldout: str = "test split"  # how the evaluation split was made
     notes: list = field(default_factory=list)
     unit: str = "images"  # what a sample is ("texts" for text data)
+    skipped: list = field(default_factory=list)  # undecodable images left out (--skip-bad-images): {"path", "error"}
 
     def describe(self) -> str:
         return (f"{self.name}: {len(self.train)} training {self.unit}, {len(self.test)} test {self.unit} "
                 f"({self.heldout}), {len(self.classes)} classes")
 
 
-def _image_folder_splits(root, val_fraction, seed):
-    from .images import ImageFolder  # noqa: PLC0415 (Pillow is optional)
+def _image_folder_splits(root, val_fraction, seed, skip_bad=False):
+    from .images import ImageFolder as Folder  # noqa: PLC0415 (Pillow is optional)
+
+    def ImageFolder(*args, **kwargs):  # noqa: N802
+        return Folder(*args, skip_bad=skip_bad, **kwargs)
 
     for train_name in ("train", "training"):
         train_dir = os.path.join(root, train_name)
@@ -60,9 +64,10 @@ def _image_folder_splits(root, val_fraction, seed):
 
 
 def open_data(spec=None, val_fraction: float = 0.2, seed: int = 0, train_per_class: int | None = None,
-              test_per_class: int | None = None) -> DataSplits:
+              test_per_class: int | None = None, skip_bad_images: bool = False) -> DataSplits:
     """Resolve ``spec`` to :class:`DataSplits`; optionally keep ``train_per_class`` training and
-    ``test_per_class`` evaluation samples of every class (stratified, seeded subsets)."""
+    ``test_per_class`` evaluation samples of every class (stratified, seeded subsets).
+    ``skip_bad_images``: image folders leave out files that do not decode (``splits.skipped``)."""
     from .text.sources import is_text_spec, open_text_data  # noqa: PLC0415
 
     if is_text_spec(spec):
@@ -112,8 +117,15 @@ def open_data(spec=None, val_fraction: float = 0.2, seed: int = 0, train_per_cla
                 train, test = loader(path, "train"), loader(path, "test")
                 splits = DataSplits(train, test, train.classes, cifar[0], "official test split")
             else:
-                train, test, how = _image_folder_splits(path, val_fraction, seed)
+                train, test, how = _image_folder_splits(path, val_fraction, seed, skip_bad_images)
                 splits = DataSplits(train, test, train.classes, name, how)
+                for part in {id(p): p for p in (train, test, getattr(train, "dataset", None),
+                                                getattr(test, "dataset", None))}.values():
+                    splits.skipped.extend(getattr(part, "skipped", []))
+                splits.skipped = list({s["path"]: s for s in splits.skipped}.values())
+                if splits.skipped:
+                    splits.notes.append(f"skipped {len(splits.skipped)} image(s) that do not decode "
+                                        "(--skip-bad-images; listed in run.json)")
         else:
             hint = ""
             if os.path.basename(path).lower() in FASHION_NAMES:

@@ -423,7 +423,8 @@ class Trainer:
         return result
 
     def write_outputs(self, result: RunResult) -> dict:
+        skipped = list(getattr(self.splits, "skipped", []))
         context = {"config": asdict(self.config), "dataset": self.splits.name, "data": self.splits.describe(),
-                   "notes": self.splits.notes,
+                   "notes": self.splits.notes, "skipped_images": {"count": len(skipped), "files": skipped},
                    "preprocessing": self.spec.to_dict(), "segments": self.model.segment_names}
         return write_outputs(self.out_dir, result, context)

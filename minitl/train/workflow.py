@@ -46,6 +46,7 @@ class Job:
     hidden: int = 512
     cache_dir: str | None = None
     device: str | None = None
+    skip_bad_images: bool = False  # leave out image files that do not decode (listed in run.json)
 
 
 def input_size_rule(requested, native) -> tuple[int, str]:
@@ -89,7 +90,7 @@ def resolve_data(job: Job, log):
             log("falling back to scikit-learn's 8x8 digits (1,797 images) so the run can go on")
             return open_data("digits", job.val_fraction, seed=0)
     splits = open_data(job.data, job.val_fraction, seed=0, train_per_class=job.train_per_class or None,
-                       test_per_class=job.test_per_class or None)
+                       test_per_class=job.test_per_class or None, skip_bad_images=job.skip_bad_images)
     log(f"data: {splits.describe()}" + (f"; {'; '.join(splits.notes)}" if splits.notes else ""))
     return splits
 

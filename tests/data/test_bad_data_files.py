@@ -71,3 +71,31 @@ def test_non_utf8_names_are_errors_naming_the_file(tmp_path):
     os.rename(os.path.join(root, b"cat"), os.path.join(root, b"c\xe4t"))
     with pytest.raises(ValueError, match=r"class folder name is not valid UTF-8: .*c\\xe4t"):
         ImageFolder(tmp_path)
+
+
+def test_skip_bad_images_leaves_them_out_and_lists_them(tmp_path):
+    from minitl.data import open_data
+    from minitl.data.images import ImageFolder
+
+    for cls in ("cat", "dog"):
+        for i in range(5):
+            _png(tmp_path / cls / f"{i}.png", 40 * i)
+    (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature, no image
+    (tmp_path / "cat" / "text.jpg").write_text("not a jpeg")
+    strict = ImageFolder(tmp_path)
+    assert len(strict) == 12
+    with pytest.raises(ValueError, match=r"cannot decode image file .*broken\.png"):
+        strict[[p for p, _ in strict.samples].index(str(tmp_path / "dog" / "broken.png"))]
+    lenient = ImageFolder(tmp_path, skip_bad=True)
+    assert len(lenient) == 10 and sorted(os.path.basename(s["path"]) for s in lenient.skipped) == ["broken.png", "text.jpg"]
+    splits = open_data(str(tmp_path), skip_bad_images=True)
+    assert len(splits.train) + len(splits.test) == 10 and len(splits.skipped) == 2
+    assert any("skipped 2 image(s)" in note for note in splits.notes)
+
+
+def test_cli_has_skip_bad_images_off_by_default():
+    from minitl.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["finetune"]).skip_bad_images is False
+    assert parser.parse_args(["finetune", "--skip-bad-images"]).skip_bad_images is True

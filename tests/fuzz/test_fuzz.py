@@ -1,5 +1,6 @@
 """The fuzz suite of issue 10: every reader, fed a valid file's mutants and hand-written attacks, ends
-each case in a correct load or minitl's one-line error — never another exception, a hang over 5 s,
+each case in a correct load or minitl's one-line error — never another exception, a hang over 5 s
+of CPU time (or 60 s of wall time: the machine may be shared),
 more than MEMORY_BOUND of peak memory, values read from outside the file, or a crash.
 
 Each format runs in its own subprocess (fuzz_runner.py), so a SIGSEGV shows as its return code and

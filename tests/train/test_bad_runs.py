@@ -130,3 +130,15 @@ def test_nan_in_the_training_data_does_not_blame_the_learning_rate(tmp_path):
     with pytest.raises(NonFiniteData, match=r"training split.s batch \d+ .* contains NaN or Inf inputs") as caught:
         _trainer(make_model(), _splits_with_nan("train"), tmp_path, mode="scratch", epochs=1).fit()
     assert "learning rate" not in str(caught.value)
+
+
+def test_skipped_images_are_listed_in_run_json(tmp_path):
+    import json
+
+    splits = make_splits()
+    splits.skipped = [{"path": "data/dog/broken.png", "error": "UnidentifiedImageError: cannot identify"}]
+    model = make_model()
+    Trainer(model, splits, spec_of(model), TrainConfig(mode="features", epochs=1, batch_size=8, prefetch=0),
+            out_dir=tmp_path / "run", cache_dir=tmp_path / "cache", show_progress=False).fit()
+    logged = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert logged["skipped_images"] == {"count": 1, "files": splits.skipped}
