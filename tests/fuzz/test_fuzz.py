@@ -59,8 +59,14 @@ def test_fuzz(fmt, tmp_path):
     _fuzz(fmt, 50, 0, tmp_path)
 
 
+LIBHDF5 = pytest.mark.xfail(strict=True, reason=(
+    "libhdf5 itself: mutant #40 of seed 1 (one flipped byte in a variable-length string's length in the "
+    "layer_names attribute) makes libhdf5 allocate and zero ~3 GB and spend ~4.5 s before it reports the "
+    "damage, past the memory and time bounds; minitl cannot bound allocations inside libhdf5 (SECURITY.md)"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", gen.FORMATS)
+@pytest.mark.parametrize("fmt", [pytest.param(f, marks=LIBHDF5) if f == "h5" else f for f in gen.FORMATS])
 def test_fuzz_slow(fmt, tmp_path):
     _fuzz(fmt, 500, 1, tmp_path)
 
