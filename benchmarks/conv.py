@@ -40,10 +40,11 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from minitl.bench import harness
 
 LAYERS = [(64, 32), (128, 16), (256, 8), (512, 4)]  # (channels, spatial size) of the CIFAR ResNet-18 3×3 convs
 BATCH = 64
@@ -310,12 +311,7 @@ def worker(name: str, reps: int) -> dict:
 
 # ============================================================================ the driver
 def _run(name: str, reps: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--reps", str(reps)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return harness.run_worker([os.path.abspath(__file__), "--worker", name, "--reps", reps]).last(f"worker {name}")
 
 
 def _median_rows(runs: list) -> dict:
@@ -323,7 +319,7 @@ def _median_rows(runs: list) -> dict:
     layers = {}
     for key in runs[0]["layers"]:
         fields = [f for f, v in runs[0]["layers"][key].items() if isinstance(v, (int, float))]
-        layers[key] = {f: statistics.median(r["layers"][key][f] for r in runs) for f in fields}
+        layers[key] = {f: harness.median(r["layers"][key][f] for r in runs) for f in fields}
     return layers
 
 
@@ -473,15 +469,13 @@ def main(argv=None) -> int:
             print("PyTorch not installed: running without it (pip install torch==2.13.0)", file=sys.stderr)
             names.remove("torch")
     runs = {n: [] for n in names}
-    order = list(names)
     for r in range(args.rounds):
-        for name in order:
+        for name in harness.alternated(names, r):
             result = _run(name, args.reps)
             runs[name].append(result)
             brief = "  ".join(f"{k}: {v['fwd']:.1f}/{v['fwdbwd']:.1f}" for k, v in result["layers"].items())
             print(f"round {r + 1}/{args.rounds}  {name:16s} fwd/fwd+bwd ms  {brief}  "
                   f"(load {result['load_avg_1min_before']:.2f})", flush=True)
-        order.reverse()
     medians = {n: _median_rows(runs[n]) for n in names}
     auto = runs["minitl-im2col"][0]["auto_picks_winograd"]
     report = {
@@ -499,7 +493,7 @@ def main(argv=None) -> int:
                                                 for n in ("minitl-im2col", "minitl-winograd")},
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
-        "unset_for_workers": [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ],
+        "unset_for_workers": harness.overrides_in_environment(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_avg_1min_per_worker": {n: [round(r["load_avg_1min_before"], 2) for r in runs[n]] for n in names},
         "note": "a shared 2-core machine: under load from other processes OpenBLAS's per-call thread "

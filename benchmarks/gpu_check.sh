@@ -55,10 +55,10 @@ fi
 tail -3 "$OUT_DIR/gpu_tests.txt"
 
 # the headline first: ResNet-50 training step at batch 64 (then forward, then ResNet-18)
-part bench_models 110 "$PY" -m minitl.bench --preset full --no-ops --models resnet50,resnet18 --model-batches 64 \
+part bench_models 110 "$PY" -m minitl bench --preset full --no-ops --models resnet50,resnet18 --model-batches 64 \
   --rounds 5 --time-limit 100 --out "$OUT_DIR" --name bench_models 2>&1 | tee "$OUT_DIR/bench_models.log" | tail -12
 
-part bench_ops 65 "$PY" -m minitl.bench --preset full --no-models --rounds 5 --time-limit 55 \
+part bench_ops 65 "$PY" -m minitl bench --preset full --no-models --rounds 5 --time-limit 55 \
   --out "$OUT_DIR" --name bench_ops 2>&1 | tee "$OUT_DIR/bench_ops.log" | tail -25
 
 echo "total: $((SECONDS - T0)) s" | tee -a "$SUMMARY"

@@ -25,11 +25,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from minitl.bench import harness
 
 SIZES = (784, 512, 512, 10)
 LR, MOMENTUM = 0.01, 0.9
@@ -134,16 +134,9 @@ def worker(framework: str, batch: int, seconds: float, warmup: int) -> dict:
 
 # ============================================================================ the driver
 def _run_worker(framework: str, batch: int, seconds: float, warmup: int, threads: int | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    if threads:  # the same thread count for NumPy's OpenBLAS and for PyTorch (OpenMP, MKL)
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(threads)
-    cmd = [sys.executable, __file__, "--worker", framework, "--batch", str(batch), "--seconds", str(seconds),
-           "--warmup", str(warmup)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"{framework} worker (batch {batch}) failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    done = harness.run_worker([__file__, "--worker", framework, "--batch", batch, "--seconds", seconds,
+                               "--warmup", warmup], threads=threads)
+    return done.last(f"{framework} worker (batch {batch})")
 
 
 def main(argv=None) -> int:
@@ -174,28 +167,28 @@ def main(argv=None) -> int:
         return 1
 
     runs = {b: {"minitl": [], "torch": []} for b in args.batches}
-    order = ["minitl", "torch"]
+    turn = 0
     for r in range(args.rounds):
         for batch in args.batches:
-            for framework in order:
+            for framework in harness.alternated(["minitl", "torch"], turn):
                 result = _run_worker(framework, batch, args.seconds, args.warmup, args.threads)
                 runs[batch][framework].append(result)
                 print(f"round {r + 1}/{args.rounds}  batch {batch:4d}  {framework:6s}  "
                       f"{result['samples_per_s']:9.0f} samples/s  ({result['ms_per_step']:.2f} ms/step)", flush=True)
-            order.reverse()  # A B, B A, A B ...: neither framework always runs right after the other
+            turn += 1  # A B, B A, A B ...: neither framework always runs right after the other
 
     table = []
     for batch in args.batches:
-        m = statistics.median(x["samples_per_s"] for x in runs[batch]["minitl"])
-        t = statistics.median(x["samples_per_s"] for x in runs[batch]["torch"])
+        m = harness.median(x["samples_per_s"] for x in runs[batch]["minitl"])
+        t = harness.median(x["samples_per_s"] for x in runs[batch]["torch"])
         paired = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs[batch]["minitl"], runs[batch]["torch"])]
         table.append({"batch": batch, "minitl_samples_per_s": m, "torch_samples_per_s": t, "ratio_minitl_over_torch": m / t,
-                      "paired_ratio_median": statistics.median(paired), "paired_ratios": paired,
+                      "paired_ratio_median": harness.median(paired), "paired_ratios": paired,
                       "minitl_runs": [x["samples_per_s"] for x in runs[batch]["minitl"]],
                       "torch_runs": [x["samples_per_s"] for x in runs[batch]["torch"]],
-                      "minitl_cpu_ms_per_step_median": statistics.median(1e3 * x["cpu_seconds"] / x["steps"]
+                      "minitl_cpu_ms_per_step_median": harness.median(1e3 * x["cpu_seconds"] / x["steps"]
                                                                          for x in runs[batch]["minitl"]),
-                      "torch_cpu_ms_per_step_median": statistics.median(1e3 * x["cpu_seconds"] / x["steps"]
+                      "torch_cpu_ms_per_step_median": harness.median(1e3 * x["cpu_seconds"] / x["steps"]
                                                                         for x in runs[batch]["torch"]),
                       "load_average_1min_during_runs": [x["load_average_1min"] for fw in ("minitl", "torch")
                                                         for x in runs[batch][fw]]})
@@ -213,14 +206,14 @@ def main(argv=None) -> int:
                     "python": platform.python_version()},
         "minitl_env": {k: first_m[k] for k in ("minitl", "numpy", "threadpools")},
         "torch_env": {k: first_t[k] for k in ("torch", "torch_threads", "torch_blas", "torch_mkldnn", "threadpools")},
-        "unset_for_workers": [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ],
+        "unset_for_workers": harness.overrides_in_environment(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "note": "the machine is shared (2 cores): see load_average_1min_during_runs; a load above ~2 means other "
                 "jobs competed for the cores during the measurement",
     }
     threads = args.threads or max(x["threadpools"][0]["num_threads"] if isinstance(x["threadpools"], list) and
                                   x["threadpools"] else 1 for x in runs[args.batches[0]]["minitl"])
-    used = statistics.median(x["cpus_used"] for b in args.batches for fw in runs[b] for x in runs[b][fw])
+    used = harness.median(x["cpus_used"] for b in args.batches for fw in runs[b] for x in runs[b][fw])
     if threads > 1 and used < 0.75 * threads:
         report["warning"] = (f"workers ran {threads} threads but got {used:.2f} CPUs (median): other jobs held the "
                              "cores, so threaded BLAS waited on descheduled threads; these figures measure contention, "

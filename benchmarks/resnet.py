@@ -24,9 +24,10 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
+
+from minitl.bench import harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -168,13 +169,11 @@ def worker(framework: str, case: str, batch: int, size: int, iters: int) -> dict
 
 # ------------------------------------------------------------------------------------------- driver
 def _run_worker(framework, case, args):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    command = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--case", case,
-               "--batch", str(args.batch), "--size", str(args.size), "--iters", str(args.iters)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        return {"framework": framework, "case": case, "error": (done.stderr or done.stdout).strip()[-400:]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    done = harness.run_worker([os.path.abspath(__file__), "--worker", framework, "--case", case, "--batch", args.batch,
+                               "--size", args.size, "--iters", args.iters], timeout=3600)
+    if not done.ok:
+        return {"framework": framework, "case": case, "error": (done.stderr or "no output").strip()[-400:]}
+    return done.records[-1]
 
 
 def _available(framework):
@@ -213,8 +212,7 @@ def main(argv=None) -> int:
     started = time.time()
     for r in range(args.rounds):
         for case in cases:
-            order = list(runs[case]) if r % 2 == 0 else list(reversed(runs[case]))
-            for fw in order:
+            for fw in harness.alternated(runs[case], r):
                 result = _run_worker(fw, case, args)
                 runs[case][fw].append(result)
                 shown = f"{result['images_per_s']:.2f} img/s, peak RSS {result['peak_rss_mb']:.0f} MB" \
@@ -230,10 +228,10 @@ def main(argv=None) -> int:
                 entry[fw] = {"error": results[0].get("error") if results else "not run"}
                 continue
             entry[fw] = {
-                "images_per_s_median": statistics.median(x["images_per_s"] for x in good),
+                "images_per_s_median": harness.median(x["images_per_s"] for x in good),
                 "images_per_s_rounds": [round(x["images_per_s"], 3) for x in good],
                 "peak_rss_mb": max(x["peak_rss_mb"] for x in good),
-                "rss_after_imports_mb": statistics.median(x["rss_after_imports_mb"] for x in good),
+                "rss_after_imports_mb": harness.median(x["rss_after_imports_mb"] for x in good),
                 "blas": good[0]["blas"],
             }
         summary[case] = _ratios(entry)

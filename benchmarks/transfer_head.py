@@ -23,11 +23,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from minitl.bench import harness
 
 N, DIM, CLASSES = 60_000, 1024, 10
 RESULTS = Path(__file__).resolve().parent / "results" / "transfer_head.json"
@@ -138,10 +138,7 @@ def _worker(framework: str, batch: int) -> None:
 
 
 def _run_worker(framework, batch):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    out = subprocess.run([sys.executable, __file__, "--worker", framework, "--batch", str(batch)],
-                         capture_output=True, text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return harness.run_worker([__file__, "--worker", framework, "--batch", batch]).last(framework)["seconds"]
 
 
 def main():
@@ -162,14 +159,13 @@ def main():
     samples = {(f, b): [] for f in WORKERS for b in batches}
     for r in range(args.rounds):
         for b in batches:
-            order = tuple(WORKERS) if r % 2 == 0 else tuple(reversed(WORKERS))
-            for framework in order:
+            for framework in harness.alternated(WORKERS, r):
                 samples[(framework, b)].append(_run_worker(framework, b))
                 print(f"round {r + 1} batch {b} {framework}: {samples[(framework, b)][-1]:.3f}s", file=sys.stderr)
     rows = []
     for b in batches:
-        m, t = statistics.median(samples[("minitl", b)]), statistics.median(samples[("torch", b)])
-        floor = statistics.median(samples[("numpy-floor", b)])
+        m, t = harness.median(samples[("minitl", b)]), harness.median(samples[("torch", b)])
+        floor = harness.median(samples[("numpy-floor", b)])
         rows.append({"batch": b, "minitl_s": round(m, 4), "torch_s": round(t, 4), "numpy_floor_s": round(floor, 4),
                      "minitl_over_torch": round(m / t, 3), "minitl_over_numpy_floor": round(m / floor, 3),
                      "target_under_1s": m < 1.0, "samples": {f: samples[(f, b)] for f in WORKERS}})

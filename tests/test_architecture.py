@@ -34,8 +34,7 @@ ALLOWED = {
     "inspect": ENGINE | {"gradcheck", "functional", "nn", "models", "optim", "transfer"},
     "cli": None,  # the top: may use everything
 }
-# script entry points that reuse the CLI's argument parser (``python -m minitl.bench`` on a bare GPU box)
-EXCEPTIONS = {("bench.py", "cli")}
+EXCEPTIONS: set = set()  # (module path, layer) pairs allowed against the order: none
 
 
 def _layer(module_path: Path) -> str:

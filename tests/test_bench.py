@@ -3,6 +3,7 @@ CuPy stand-in in-process, which is never a benchmark target) and the CPU-only co
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -58,9 +59,9 @@ def test_device_code_path_of_the_harness_on_the_stand_in(tmp_path):
             assert record["median_s"] > 0 and record["first_call_s"] > 0 and len(record["times_s"]) >= 1
     for case in cases:
         if not case.op.startswith("copy."):
-            abs_diff, rel_diff = bench._max_diffs(tmp_path, case.id)
+            abs_diff, rel_diff = bench.max_diffs(tmp_path, case.id)
             assert abs_diff == 0.0 and rel_diff == 0.0, case  # the stand-in computes with NumPy: bit-identical
-    assert bench._max_diffs(tmp_path, "copy.h2d@2") == (None, None)
+    assert bench.max_diffs(tmp_path, "copy.h2d@2") == (None, None)
     assert backend.get_backend().name == "numpy", "measure() restores the backend"
 
 
@@ -120,7 +121,7 @@ def test_run_alternates_backends_in_separate_workers_and_respects_the_time_limit
         t = 0.01 if device == "cpu" else 0.002
         return {"backend": device}, [{"case": c.id, "median_s": t * len(calls), "first_call_s": 1.0} for c in cases]
 
-    monkeypatch.setattr(bench, "_run_worker", fake_worker)
+    monkeypatch.setattr(bench.runner, "_run_worker", fake_worker)
     monkeypatch.setattr(backend, "gpu_status", lambda refresh=False: {"usable": True, "reason": "pretend", "device_name": "X"})
     config = bench.Config(ops=["matmul"], models=[], batches=[8], rounds=4, out_dir=str(tmp_path))
     result = bench.run(config, log=lambda m: None)
@@ -140,3 +141,24 @@ def test_run_alternates_backends_in_separate_workers_and_respects_the_time_limit
     config.time_limit_s = None
     result = bench.run(config, log=lambda m: None)
     assert set(calls) == {"cpu"} and "--device cpu" in result["meta"]["gpu_skipped"]
+
+
+def test_the_shared_worker_harness(monkeypatch):
+    """One place for the house rules: OpenBLAS overrides unset, threads pinned, order alternated, JSON lines read."""
+    from minitl.bench import harness
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    env = harness.worker_env(threads=2)
+    assert "OPENBLAS_CORETYPE" not in env and env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "2"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == harness.SOURCE_ROOT
+    assert harness.overrides_in_environment() == ["OPENBLAS_CORETYPE"]
+    assert [harness.alternated("AB", turn) for turn in range(3)] == [["A", "B"], ["B", "A"], ["A", "B"]]
+    done = harness.run_worker(["-c", "import json, os; print('not json'); "
+                                     "print(json.dumps({'core': os.environ.get('OPENBLAS_CORETYPE')}))"])
+    assert done.ok and done.records == [{"core": None}] and done.last() == {"core": None}
+    failed = harness.run_worker(["-c", "import sys; sys.exit('broken worker')"])
+    assert not failed.ok
+    with pytest.raises(RuntimeError, match=r"probe exited with status 1:\s+broken worker"):
+        failed.last("probe")
+    slow = harness.run_worker(["-c", "import time; print('{\"a\": 1}', flush=True); time.sleep(30)"], timeout=3)
+    assert slow.timed_out and slow.records == [{"a": 1}]

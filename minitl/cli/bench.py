@@ -1,5 +1,7 @@
 """``minitl bench``: the same graphs on NumPy (CPU) and CuPy (GPU) — time, speed-up, max difference,
-the batch from which the GPU wins; a table, a JSON file and a PNG plot (see :mod:`minitl.bench`)."""
+the batch from which the GPU wins; a table, a JSON file and a PNG plot (see :mod:`minitl.bench`).
+
+Also ``python -m minitl bench`` (a bare GPU machine with numpy + cupy, run from the source tree)."""
 from __future__ import annotations
 
 import json

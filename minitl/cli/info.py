@@ -1,13 +1,21 @@
 """``minitl info``: versions, the array backend, the BLAS in use, and whether a GPU is usable."""
 from __future__ import annotations
 
+import importlib
 import json
 import platform
 
 import numpy
-import scipy
 
 from .. import __version__, backend
+
+
+def _version(module: str) -> str:
+    """A module's version, or why there is none (the bench on a bare GPU machine has no SciPy)."""
+    try:
+        return importlib.import_module(module).__version__
+    except ImportError:
+        return "not installed"
 
 
 def collect() -> dict:
@@ -15,7 +23,7 @@ def collect() -> dict:
         "minitl": __version__,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
+        "scipy": _version("scipy"),
         "backend": backend.get_backend().name,
         "backends": backend.available(),
         "blas": backend.blas_info(),

@@ -1,0 +1,99 @@
+"""The house rules of every benchmark, in one place (``minitl bench`` and ``benchmarks/*.py``):
+
+* each measurement runs in its own **worker process** (a fresh interpreter: no warm caches,
+  no OpenBLAS threads still spinning from the competitor's call);
+* the workers' environment drops ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (they would
+  change OpenBLAS's kernel choice), and may pin the BLAS/OpenMP thread count for everyone;
+* the competitors are **alternated**: A B in one round, B A in the next, so neither always
+  runs first or right after the other;
+* the figures are **medians** over the rounds.
+
+A worker prints its results as JSON objects, one a line; :func:`run_worker` returns them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SOURCE_ROOT = str(Path(__file__).resolve().parents[2])  # the checkout minitl runs from
+
+
+def overrides_in_environment() -> list:
+    """Which of :data:`OPENBLAS_OVERRIDES` are set here (and so unset for the workers): for the report."""
+    return [name for name in OPENBLAS_OVERRIDES if name in os.environ]
+
+
+def worker_env(threads: int | None = None) -> dict:
+    """This environment without the OpenBLAS overrides, minitl's checkout first on PYTHONPATH (a
+    worker imports the same minitl from a source tree), and ``threads`` BLAS/OpenMP threads if given."""
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_OVERRIDES}
+    env["PYTHONPATH"] = SOURCE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if threads:
+        for name in THREAD_VARIABLES:
+            env[name] = str(threads)
+    return env
+
+
+@dataclass
+class WorkerResult:
+    """What a worker printed (the JSON lines, parsed), its exit status and the end of its stderr."""
+
+    records: list = field(default_factory=list)
+    returncode: int | None = 0
+    stderr: str = ""
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out and bool(self.records)
+
+    def last(self, what: str = "worker") -> dict:
+        """The last JSON object printed; RuntimeError (with the worker's stderr) if it failed."""
+        if not self.ok:
+            why = "ran past its time limit" if self.timed_out else f"exited with status {self.returncode}"
+            raise RuntimeError(f"{what} {why}:\n{self.stderr.strip()[-3000:]}")
+        return self.records[-1]
+
+
+def run_worker(command: list, timeout: float | None = None, threads: int | None = None) -> WorkerResult:
+    """Run ``[sys.executable, *command]`` in :func:`worker_env`; parse each JSON line it prints."""
+    try:
+        done = subprocess.run([sys.executable, *map(str, command)], env=worker_env(threads), capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        out, err, code, timed_out = done.stdout, done.stderr, done.returncode, False
+    except subprocess.TimeoutExpired as expired:
+        out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+        err = expired.stderr.decode() if isinstance(expired.stderr, bytes) else (expired.stderr or "")
+        code, timed_out = None, True
+    records = []
+    for line in out.splitlines():
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(item, dict):
+            records.append(item)
+    return WorkerResult(records, code, err, timed_out)
+
+
+def alternated(names, turn: int) -> list:
+    """The order of the competitors at ``turn`` (0, 1, 2 ...): as given, then reversed, and so on."""
+    names = list(names)
+    return names if turn % 2 == 0 else names[::-1]
+
+
+def median(values) -> float:
+    """The median of the rounds' figures (each round one sample per competitor)."""
+    return statistics.median(list(values))
+
+
+def load_average() -> list | None:
+    """The 1, 5 and 15 minute load averages (recorded beside every figure: the machine may be shared)."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
