@@ -24,12 +24,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy
+
+from minitl.bench import harness
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -42,13 +43,11 @@ def _mpiexec() -> str:
 
 
 def _launch(ranks: int, args: list[str], threads: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    env.update(PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([_mpiexec(), "-n", str(ranks), sys.executable, __file__, *args], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=1800)
-    if out.returncode != 0:
-        raise SystemExit(f"worker failed:\n{out.stdout}\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    done = harness.run_worker([__file__, *args], threads=threads, launcher=[_mpiexec(), "-n", ranks], timeout=1800,
+                              cwd=ROOT)
+    if not done.ok:
+        raise SystemExit(f"worker failed:\n{done.stderr}")
+    return done.records[-1]
 
 
 # ----------------------------------------------------------------- workers (run under mpiexec)

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from minitl.bench import harness
+
 T, N, I, H = 256, 32, 128, 128
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -132,15 +134,8 @@ def worker(framework: str, calls: int) -> dict:
 
 
 def _run_worker(framework: str, calls: int, threads: int | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    if threads:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(threads)
-    out = subprocess.run([sys.executable, __file__, "--worker", framework, "--calls", str(calls)],
-                         env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"{framework} worker failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    done = harness.run_worker([__file__, "--worker", framework, "--calls", calls], threads=threads)
+    return done.last(f"{framework} worker")
 
 
 def _uptime() -> str:
@@ -219,14 +214,13 @@ def main(argv=None) -> int:
         parser.error("--rounds must be >= 5 (medians of at least five alternated rounds)")
     output = args.output or RESULTS / ("lstm.json" if not args.threads else f"lstm_{args.threads}thread.json")
     uptimes = [_uptime()]
-    runs, order = {"minitl": [], "torch": []}, ["minitl", "torch"]
+    runs = {"minitl": [], "torch": []}
     for r in range(args.rounds):
-        for framework in order:
+        for framework in harness.alternated(["minitl", "torch"], r):
             result = _run_worker(framework, args.calls, args.threads)
             runs[framework].append(result)
             print(f"round {r + 1}/{args.rounds} {framework:6s} {1e3 * result['fwd_bwd_s']:8.1f} ms fwd+bwd "
                   f"{1e3 * result['fwd_s']:7.1f} ms fwd  (load {result['load_average_1min']:.1f})", flush=True)
-        order.reverse()
     uptimes.append(_uptime())
     report = _report(runs, args, argv, uptimes)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -18,10 +18,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from minitl.bench import harness
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tokenizer.json"
 WORKERS = ("minitl", "tokenizers-1", "tokenizers")
@@ -61,12 +62,8 @@ def _worker(name: str, count: int) -> dict:
 
 
 def _run(name, count):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    if name == "tokenizers-1":
-        env["RAYON_NUM_THREADS"] = "1"
-    out = subprocess.run([sys.executable, __file__, "--worker", name, "--texts", str(count)],
-                         capture_output=True, text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    single = {"RAYON_NUM_THREADS": "1"} if name == "tokenizers-1" else None
+    return harness.run_worker([__file__, "--worker", name, "--texts", count], extra_env=single).last(name)
 
 
 def main():
@@ -85,7 +82,7 @@ def main():
     samples = {w: [] for w in WORKERS}
     tokens = {}
     for r in range(args.rounds):
-        for name in (WORKERS if r % 2 == 0 else tuple(reversed(WORKERS))):
+        for name in harness.alternated(WORKERS, r):
             result = _run(name, args.texts)
             samples[name].append(result["seconds"])
             tokens[name] = result["tokens"]

@@ -62,11 +62,14 @@ class WorkerResult:
         return self.records[-1]
 
 
-def run_worker(command: list, timeout: float | None = None, threads: int | None = None) -> WorkerResult:
-    """Run ``[sys.executable, *command]`` in :func:`worker_env`; parse each JSON line it prints."""
+def run_worker(command: list, timeout: float | None = None, threads: int | None = None, extra_env: dict | None = None,
+               launcher: list | None = None, cwd=None) -> WorkerResult:
+    """Run ``[*launcher, sys.executable, *command]`` in :func:`worker_env` (plus ``extra_env``);
+    parse each JSON line it prints.  ``launcher``: e.g. ``["mpiexec", "-n", "4"]``."""
+    env = {**worker_env(threads), **{k: str(v) for k, v in (extra_env or {}).items()}}
+    argv = [*map(str, launcher or []), sys.executable, *map(str, command)]
     try:
-        done = subprocess.run([sys.executable, *map(str, command)], env=worker_env(threads), capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
         out, err, code, timed_out = done.stdout, done.stderr, done.returncode, False
     except subprocess.TimeoutExpired as expired:
         out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
