@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from . import runfolder
+from . import runfolder, text
 from ._common import AT_LEAST_0, AT_LEAST_1, FRACTION, MOMENTUM, POSITIVE, add_device_argument, check_arguments, \
     resolve_device
 
@@ -129,6 +129,8 @@ def _world(args):
 
 
 def run_finetune(args) -> int:
+    if text.is_text_job(args):
+        text.apply_text_defaults(args)
     check_arguments(args, TRAINING_RULES)
     comm = _world(args)
     out = args.out or f"runs/{args.mode}"
@@ -144,9 +146,20 @@ def run_finetune(args) -> int:
     if parser is not None and not (args.resume and has_settings) and comm.is_root:
         runfolder.save_settings(out, "finetune", args, parser)
     args.on_interrupt = lambda: runfolder.interrupt_message("finetune", out, args.model, has_settings)
-    result, path = _workflow().finetune(_job(args), _config(args, args.mode), out, model_path=args.model,
-                                        resume=args.resume, show_progress=not (args.quiet or args.json),
-                                        log=_logger(args))
+    if text.is_text_job(args):
+        from ..train import text_workflow  # noqa: PLC0415
+
+        if comm.distributed:
+            raise ValueError("text jobs run in one process (no data-parallel text training yet); drop mpiexec")
+        config = text.text_config(args, args.mode)
+        text.header(_logger(args), config)
+        job = _job(args)
+        result, path = text_workflow.text_finetune(job, config, out, model_path=args.model, resume=args.resume,
+                                                   show_progress=not (args.quiet or args.json), log=_logger(args))
+    else:
+        result, path = _workflow().finetune(_job(args), _config(args, args.mode), out, model_path=args.model,
+                                            resume=args.resume, show_progress=not (args.quiet or args.json),
+                                            log=_logger(args))
     if not comm.is_root:
         return 0
     files = runfolder.written_files(dict(result.files, model=path), out)
@@ -162,6 +175,9 @@ def run_compare(args) -> int:
     if _world(args).distributed:
         raise ValueError("compare runs in one process; under mpiexec use finetune (one mode per run)")
     check_arguments(args, TRAINING_RULES)
+    if text.is_text_job(args):
+        text.apply_text_defaults(args)
+        return _run_text_compare(args)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for mode in modes:
         if mode not in ("scratch", "features", "finetune"):
@@ -192,9 +208,60 @@ def run_compare(args) -> int:
     return 0
 
 
+def _run_text_compare(args) -> int:
+    from ..train import text_workflow  # noqa: PLC0415
+
+    check_arguments(args, TRAINING_RULES)
+    typed = "modes" in text._explicit(args)  # noqa: SLF001
+    modes = [m.strip() for m in (args.modes if typed else "features,finetune,tfidf").split(",") if m.strip()]
+    unknown = [m for m in modes if m not in text.TEXT_MODES]
+    if unknown or not modes:
+        raise ValueError(f"--modes: unknown or no mode {', '.join(unknown)} (text: {', '.join(text.TEXT_MODES)})")
+    for mode in modes:
+        runfolder.check_fresh(os.path.join(args.out, mode), overwrite=args.overwrite, resume_offer=False)
+    args.device = resolve_device(args)
+    job, config = _job(args), text.text_config(args, "features")
+    text.header(_logger(args), config)
+    rows, verdict, files, splits = text_workflow.text_compare(job, config, args.out, modes,
+                                                              show_progress=not (args.quiet or args.json),
+                                                              log=_logger(args))
+    if args.json:
+        print(json.dumps({"data": splits.describe(), "notes": splits.notes, "rows": rows, "verdict": verdict,
+                          "files": files}, indent=2))
+        return 0
+    print(f"\n{splits.describe()}" + (f"; {'; '.join(splits.notes)}" if splits.notes else ""))
+    print("time = encoding + training (evaluation not included); tfidf = TF-IDF 1-2-grams + logistic regression")
+    print(text.compare_table(rows))
+    for line in verdict:
+        print(line)
+    written = dict(files)
+    for row in rows:
+        if row.get("model"):
+            folder = os.path.dirname(row["model"])
+            written.update({f"{row['mode']} {key}": path for key, path in
+                            runfolder.written_files({"model": row["model"]}, folder).items()})
+    print()
+    for line in runfolder.describe_written(written):
+        print(line)
+    return 0
+
+
 def run_evaluate(args) -> int:
     check_arguments(args, EVALUATE_RULES)
     args.device = resolve_device(args)
+    from ..train import text_workflow  # noqa: PLC0415
+
+    if text_workflow.is_text_classifier(args.model):
+        report = text_workflow.text_evaluate(args.model, args.data, test_per_class=args.test_per_class,
+                                             batch_size=args.eval_batch_size,
+                                             show_progress=not (args.quiet or args.json), log=_logger(args),
+                                             device=None if args.device == "cpu" else args.device)
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return 0
+        print(f"{report['data']}")
+        _print_result(report, args)
+        return 0
     report = _workflow().evaluate(args.model, args.data, test_per_class=args.test_per_class,
                                   batch_size=args.eval_batch_size, show_progress=not (args.quiet or args.json),
                                   log=_logger(args), device=None if args.device == "cpu" else args.device)
@@ -209,6 +276,20 @@ def run_evaluate(args) -> int:
 def run_predict(args) -> int:
     check_arguments(args, PREDICT_RULES)
     args.device = resolve_device(args)
+    from ..train import text_workflow  # noqa: PLC0415
+
+    if text_workflow.is_text_classifier(args.model):
+        results = text_workflow.text_predict(args.model, args.images, top_k=args.top_k,
+                                             device=None if args.device == "cpu" else args.device)
+        if args.json:
+            print(json.dumps(results, indent=2))
+            return 0
+        for item in results:
+            shown = item["text"] if len(item["text"]) <= 70 else item["text"][:67] + "..."
+            print(f"{shown!r} ({item['tokens']} tokens)")
+            for rank, top in enumerate(item["top"], 1):
+                print(f"  {rank}. {top['class']:<20} {100 * top['probability']:6.2f}%")
+        return 0
     results = _workflow().predict(args.model, args.images, top_k=args.top_k,
                                   device=None if args.device == "cpu" else args.device)
     if args.json:
@@ -295,6 +376,19 @@ def _training_arguments(parser):
     parser.add_argument("--distributed", action="store_true",
                         help="require a data-parallel MPI run (mpiexec -n N minitl finetune ...); without it the "
                              "MPI world is detected, and a plain run is one process")
+    text_group = parser.add_argument_group(
+        "text (--data imdb | rotten-tomatoes | FILE.csv | DIR of <class>/*.txt, or --weights minilm)",
+        "A text job trains a new linear head on a BERT encoder's sentence vectors (default: all-MiniLM-L6-v2). "
+        "Options not typed take the text recipe's defaults: batch 16, AdamW, --lr 1e-3 for the head on cached "
+        "vectors, --finetune-lr 5e-5, --finetune-epochs 2, 500 training and 500 held-out texts per class; "
+        "--modes of compare: features,finetune,tfidf (scratch on request)")
+    text_group.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS]/[SEP] included "
+                                                                         "(default 128; BERT's limit is 512)")
+    text_group.add_argument("--pooling", choices=("mean", "cls", "pooler"), default="mean",
+                            help="sentence vector: mean over tokens (default), [CLS], or BERT's pooler")
+    text_group.add_argument("--scratch-lr", type=float, default=1e-4, help="AdamW rate of scratch (default 1e-4)")
+    text_group.add_argument("--warmup", type=float, default=0.1, help="share of steps warming up (default 0.1)")
+    text_group.add_argument("--clip", type=float, default=1.0, help="max gradient norm, 0: off (default 1.0)")
 
 
 def register(subparsers) -> None:
@@ -326,11 +420,13 @@ def register(subparsers) -> None:
                     "of the slowest transfer mode. Prints a table and writes a PNG plot; says so when transfer "
                     "does not win.",
     )
-    p.add_argument("--modes", default="features,finetune,scratch", help="comma-separated modes to run")
+    p.add_argument("--modes", default="features,finetune,scratch",
+                   help="comma-separated modes to run (text: features,finetune,scratch,tfidf; default "
+                        "features,finetune,tfidf)")
     p.add_argument("--out", default="runs/compare", metavar="DIR", help="output folder (default runs/compare)")
     p.add_argument("--overwrite", action="store_true", help="replace the runs an earlier compare left in --out")
     _training_arguments(p)
-    p.set_defaults(handler=run_compare)
+    p.set_defaults(handler=run_compare, parser=p)
 
     p = subparsers.add_parser("evaluate", help="accuracy and confusion matrix of a trained model",
                               description="Evaluates a model saved by `minitl finetune` on the held-out split of "
@@ -347,7 +443,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="top-k classes of image files",
                               description="Classifies image files with a model saved by `minitl finetune`.")
     p.add_argument("model", metavar="MODEL", help="a model .npz written by minitl finetune")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("images", metavar="INPUT", nargs="+",
+                   help="image files (PNG, JPEG, ...); for a text classifier, texts (quote each review)")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
     add_device_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -9,6 +9,7 @@
     transforms.py     preprocessing from the weights' metadata; seeded augmentation
     loader.py         DataLoader: batches, shuffling, drop_last, background prefetching
     sources.py        ``--data D`` -> training and held-out splits
+    text/             WordPiece tokenizer, text datasets and readers, length-bucketed batches
 
 Nothing here knows about tensors: batches are arrays, turned into Tensors by the trainer.
 """

@@ -11,6 +11,8 @@
     metrics.py     accuracy, confusion matrix, PNG plots
     backbones.py   backbones by name, pretrained weights, the saved classifier file
     workflow.py    the command line's jobs: finetune, compare, evaluate, predict
+    text.py        text classification on the same Trainer: BERT encoder + head, AdamW, warm-up/decay, clipping
+    text_workflow.py  the text jobs: finetune, compare (+ TF-IDF baseline), evaluate, predict
     progress.py    progress bars (tqdm if installed)
     conflict.py    one multi-task step and the gradient-conflict diagnostic (cos, norms per step)
     multitask.py   MultiTaskTrainer: several heads on a shared trunk, masked labels, checkpoints, resume
