@@ -6,6 +6,7 @@
     multitask.py   joint_loss, task_terms      J = Σ_k λ_k L_k, or Σ_k exp(−s_k) L_k + s_k
     dropout.py     dropout
     conv.py        conv2d                      h_j = Σ_{i∈M_j} h_i * k_ij + b_j
+    pad.py         pad2d, same_padding         zero padding (TensorFlow's uneven "SAME")
     pool.py        max_pool2d, avg_pool2d...   h_j = max_{i∈R_j} a_i
     norm.py        batch_norm                  y = γ (x − μ)/√(σ² + ε) + β
     recurrent.py   rnn/lstm/gru cells, layers  h_t = f(W_x x_t + W_h h_{t−1} + b), LSTM, GRU
@@ -15,20 +16,21 @@
                                                O = softmax(Q Kᵀ/√d + M) V
 """
 from .attention import additive_mask, masked_softmax, multi_head_attention, scaled_dot_product_attention
-from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .activation import gelu, leaky_relu, log_softmax, relu, relu6, sigmoid, softmax, tanh
 from .conv import conv2d
 from .dense import linear
 from .dropout import dropout
 from .embedding import embedding
 from .layer_norm import layer_norm
 from .norm import batch_norm
+from .pad import pad2d, same_padding
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .recurrent import gru_cell, gru_layer, lstm_cell, lstm_layer, rnn_cell, rnn_layer, sequence_mask
 from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss
 from .multitask import joint_loss, task_terms
 
 __all__ = [
-    "linear", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softmax", "log_softmax",
+    "linear", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "pad2d", "same_padding", "gelu", "softmax", "log_softmax",
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "dropout",
     "joint_loss", "task_terms",
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",

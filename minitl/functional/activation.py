@@ -46,6 +46,18 @@ class ReLU(Function):
         return g * self.positive
 
 
+class ReLU6(Function):
+    """ReLU6(x) = min(max(0, x), 6);   ReLU6'(x) = 1 if 0 < x < 6 else 0 (MobileNet's, for quantisation)."""
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.inside = (x > 0) & (x < 6)
+        return xp.clip(x, 0, 6)
+
+    def backward(self, g):
+        return g * self.inside
+
+
 class LeakyReLU(Function):
     """LeakyReLU(x) = x if x > 0 else αx;   derivative 1 or α."""
 
@@ -131,6 +143,11 @@ def tanh(x: Tensor) -> Tensor:
 def relu(x: Tensor) -> Tensor:
     """ReLU(x) = max(0, x)."""
     return ReLU.apply(x)
+
+
+def relu6(x: Tensor) -> Tensor:
+    """min(max(0, x), 6) elementwise."""
+    return ReLU6.apply(x)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:

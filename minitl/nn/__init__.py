@@ -2,7 +2,7 @@
 from . import init
 from .conv import Conv2d
 from .layers import (
-    GELU, Dropout, Flatten, Identity, LeakyReLU, Linear, ModuleDict, ModuleList, ReLU, Sequential, Sigmoid, Softmax, Tanh,
+    GELU, Dropout, Flatten, Identity, LeakyReLU, Linear, ModuleDict, ModuleList, ReLU, ReLU6, Sequential, Sigmoid, Softmax, Tanh,
 )
 from .embedding import Embedding
 from .module import LoadReport, Module, Parameter, StateDictError
@@ -15,7 +15,7 @@ from .utils import clip_grad_norm_
 
 __all__ = [
     "Module", "Parameter", "LoadReport", "StateDictError", "init",
-    "Linear", "Sequential", "ModuleList", "ModuleDict", "MultiTask", "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
+    "Linear", "Sequential", "ModuleList", "ModuleDict", "MultiTask", "ReLU", "ReLU6", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
     "Dropout", "Flatten", "Identity",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
     "RNNBase", "RNN", "LSTM", "GRU",

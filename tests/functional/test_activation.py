@@ -29,6 +29,8 @@ ACTIVATIONS = {  # name: (minitl call, reference in float64, elements (away from
     "leaky_relu": (F.leaky_relu, lambda x: np.where(x > 0, x, 0.01 * x), away_from_zero(0.01)),
     "leaky_relu-0.2": (lambda t: F.leaky_relu(t, negative_slope=0.2), lambda x: np.where(x > 0, x, 0.2 * x),
                        away_from_zero(0.01)),
+    "relu6": (F.relu6, lambda x: np.clip(x, 0.0, 6.0),
+              floats(-8, 8).filter(lambda v: abs(v) > 0.01 and abs(v - 6) > 0.01)),
     "gelu": (F.gelu, _gelu_exact, floats(-4, 4)),
     "gelu-tanh": (lambda t: F.gelu(t, approximate="tanh"), _gelu_tanh, floats(-4, 4)),
 }
@@ -98,6 +100,7 @@ def test_activations_match_torch():
     against_torch(F.sigmoid, torch.sigmoid, x)
     against_torch(F.tanh, torch.tanh, x)
     against_torch(F.relu, tf.relu, x)
+    against_torch(F.relu6, tf.relu6, x * 4)
     against_torch(lambda t: F.leaky_relu(t, 0.1), lambda t: tf.leaky_relu(t, 0.1), x)
     against_torch(F.gelu, tf.gelu, x)
     against_torch(lambda t: F.gelu(t, approximate="tanh"), lambda t: tf.gelu(t, approximate="tanh"), x)
