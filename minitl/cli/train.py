@@ -276,6 +276,10 @@ def run_evaluate(args) -> int:
 def run_predict(args) -> int:
     check_arguments(args, PREDICT_RULES)
     args.device = resolve_device(args)
+    if args.weights:  # a published classifier (ImageNet-1k): every positional argument is an image
+        return _predict_pretrained(args, [args.model] + list(args.images))
+    if not args.images:
+        raise ValueError("give a MODEL and at least one IMAGE (or --weights efficientnet-lite0 IMAGE...)")
     from ..train import text_workflow  # noqa: PLC0415
 
     if text_workflow.is_text_classifier(args.model):
@@ -301,6 +305,20 @@ def run_predict(args) -> int:
           + "; every image gets one of them, whatever it shows")
     if args.top_k > len(classes):
         print(f"(--top-k {args.top_k}: showing all {len(classes)})")
+    for item in results["predictions"]:
+        print(item["image"])
+        for rank, top in enumerate(item["top"], 1):
+            print(f"  {rank}. {top['class']:<20} {100 * top['probability']:6.2f}%")
+    return 0
+
+
+def _predict_pretrained(args, images) -> int:
+    results = _workflow().predict_pretrained(args.weights, images, top_k=args.top_k,
+                                             device=None if args.device == "cpu" else args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"{results['model']}: {len(results['classes'])} classes ({results['trained_on']})")
     for item in results["predictions"]:
         print(item["image"])
         for rank, top in enumerate(item["top"], 1):
@@ -443,8 +461,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="top-k classes of image files",
                               description="Classifies image files with a model saved by `minitl finetune`.")
     p.add_argument("model", metavar="MODEL", help="a model .npz written by minitl finetune")
-    p.add_argument("images", metavar="INPUT", nargs="+",
+    p.add_argument("images", metavar="INPUT", nargs="*",
                    help="image files (PNG, JPEG, ...); for a text classifier, texts (quote each review)")
+    p.add_argument("--weights", metavar="W",
+                   help="predict with a published classifier instead of a MODEL (efficientnet-lite0: ImageNet-1k); "
+                        "then every positional argument is an image")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
     add_device_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -127,8 +127,10 @@ def load_backbone(weights=None, arch: str | None = None):
     """
     weights = DEFAULT_WEIGHTS if weights is None else weights
     arch = arch or (DEFAULT_ARCH if str(weights) == DEFAULT_WEIGHTS else None)
-    if str(weights) != DEFAULT_WEIGHTS and not os.path.exists(os.fspath(weights)):
-        raise FileNotFoundError(f"--weights {weights}: no such file")
+    from ..transfer.api import NAMED_SOURCES  # noqa: PLC0415 - built-in names: opennsfw, efficientnet-lite0, ...
+
+    if str(weights) not in NAMED_SOURCES and not os.path.exists(os.fspath(weights)):
+        raise FileNotFoundError(f"--weights {weights}: no such file (built-in names: {', '.join(NAMED_SOURCES)})")
     state = meta = None
     if str(weights).endswith(".npz"):
         arrays, file_meta = npz.read(os.fspath(weights))

@@ -246,13 +246,33 @@ def evaluate(model_path, data=None, test_per_class=None, batch_size: int = 64, s
 def predict(model_path, images, top_k: int = 3, device=None):
     """Top-k classes with probabilities for each image file: {"model", "classes" (every class the model
     knows: it can answer nothing else), "trained_on", "predictions": [{"image", "top": [...]}]}."""
+    model, classes, spec, meta = load_classifier(model_path)
+    results = _top_k(model, ImagePipeline(spec), classes, images, top_k, device)
+    return {"model": os.fspath(model_path), "classes": list(classes), "trained_on": meta.get("data"),
+            "predictions": results}
+
+
+def predict_pretrained(weights, images, top_k: int = 5, device=None):
+    """Top-k of a pretrained classifier as it was published (``efficientnet-lite0``: ImageNet-1k), no new head."""
+    from ..transfer import load_model  # noqa: PLC0415
+
+    model, report = load_model(weights)
+    classes = list(getattr(model, "class_names", None) or [])
+    if not classes or getattr(model, "num_classes", 0) != len(classes):
+        raise ValueError(f"--weights {weights}: no classifier with named classes to predict with "
+                         "(train one with minitl finetune and pass its model.npz instead)")
+    results = _top_k(model.eval(), ImagePipeline(preprocessing_of(model)), classes, images, top_k, device)
+    return {"model": f"{getattr(model, 'arch', '?')} from {weights}", "classes": classes,
+            "trained_on": "ImageNet-1k, as published", "predictions": results}
+
+
+def _top_k(model, pipeline, classes, images, top_k, device):
+    """[{"image", "top": [{"class", "index", "probability"}]}] of ``model`` over image files."""
     from ..data.images import load_image  # noqa: PLC0415
     from ..tensor import no_grad  # noqa: PLC0415
 
-    model, classes, spec, meta = load_classifier(model_path)
     if device:
         model.to(device)
-    pipeline = ImagePipeline(spec)
     top_k = max(1, min(int(top_k), len(classes)))
     results = []
     for path in images:
@@ -264,6 +284,4 @@ def predict(model_path, images, top_k: int = 3, device=None):
         order = numpy.argsort(-p)[:top_k]
         results.append({"image": os.fspath(path),
                         "top": [{"class": classes[i], "index": int(i), "probability": float(p[i])} for i in order]})
-    return {"model": os.fspath(model_path), "classes": list(classes), "trained_on": meta.get("data"),
-            "predictions": results}
-
+    return results

@@ -102,3 +102,25 @@ def test_logits_equal_plain_torch_and_the_photos_are_recognised(lite0):
     cat, coffee = ours.argmax(axis=1)
     assert IMAGENET_CLASSES[cat] in ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat")
     assert IMAGENET_CLASSES[coffee] in ("espresso", "cup", "coffee mug")
+
+
+def test_predict_with_the_published_classifier_prints_imagenet_top5(tmp_path, capsys):
+    from minitl.cli import main  # noqa: PLC0415
+
+    paths = []
+    for name in ("chelsea", "coffee"):
+        paths.append(tmp_path / f"{name}.png")
+        PIL.fromarray(getattr(skimage_data, name)()).save(paths[-1])
+    assert main(["predict", "--weights", "efficientnet-lite0", *map(str, paths), "--top-k", "5", "--json"]) == 0
+    result = __import__("json").loads(capsys.readouterr().out)
+    assert len(result["classes"]) == 1000
+    cat, coffee = (item["top"] for item in result["predictions"])
+    assert len(cat) == 5 and cat[0]["class"] in ("tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat")
+    assert coffee[0]["class"] in ("espresso", "cup", "coffee mug")
+
+
+def test_predict_without_a_model_or_images_is_one_clear_error(capsys):
+    from minitl.cli import main  # noqa: PLC0415
+
+    assert main(["predict", "only-a-model.npz"]) == 2
+    assert "at least one IMAGE" in capsys.readouterr().err
