@@ -148,6 +148,20 @@ class Format:
         return (WeightsError,)
 
 
+def _peak_rss() -> int:
+    """Peak resident memory of this process image, in bytes.  Linux: VmHWM from /proc/self/status, the
+    high-water mark of this program's own memory; ru_maxrss there keeps the forking parent's mark across
+    fork + exec, so under pytest-xdist it reported the worker's size (656 MiB after a full run), not ours."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _cli(path):
     from minitl.cli import main
 
@@ -230,7 +244,7 @@ def main(fmt, count, seed, workdir):
                 outcome = f"FAIL the valid file did not load identically ({outcome})"
             out.write(json.dumps({"case": label, "outcome": outcome}) + "\n")
             out.flush()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = _peak_rss()
         out.write(json.dumps({"summary": True, "cases": len(cases), "peak_rss": peak,
                               "cpu_seconds": round(time.process_time() - began, 2)}) + "\n")
 
