@@ -216,6 +216,7 @@ def _profile_worker(reps: int) -> dict:
     import numpy as np
 
     from minitl.functional import conv as C
+    from minitl.functional import layout as L
     from minitl.functional import winograd as Wn
 
     out = {}
@@ -223,15 +224,15 @@ def _profile_worker(reps: int) -> dict:
         x_np, w_np, _ = _inputs(channels, size)
         x = np.ascontiguousarray(x_np.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
         row = {}
-        xpad = C._pad_nhwc(np, x, 1, 1)
+        xpad = L.pad_nhwc(np, x, 1, 1)
         wcol = C._Kernel(w_np, 1).columns()
         per_sample = size * size * 9 * channels
-        chunks = C._chunks(np, BATCH, per_sample * 4, size * size)
+        chunks = L.batch_chunks(np, BATCH, per_sample * 4, size * size)
         step = chunks[0][1] - chunks[0][0]
         buffer = np.empty(per_sample * step, np.float32)
         y = np.empty((BATCH, size, size, channels), np.float32)
         row["chunk_samples"] = step
-        row["pad"] = _median_time(lambda: C._pad_nhwc(np, x, 1, 1), reps)
+        row["pad"] = _median_time(lambda: L.pad_nhwc(np, x, 1, 1), reps)
 
         def im2col_only():
             for n0, n1 in chunks:

@@ -1,7 +1,7 @@
 """The package's layering, checked: imports flow one way (README, "Architecture").
 
     backend -> tensor -> functional -> nn -> models / optim -> transfer / train -> bench / cli
-    data/ stands apart: it yields NumPy arrays and imports nothing of the engine.
+    data/ stands apart: it yields NumPy arrays and imports nothing of the engine (only shapes.pair).
 
 Each module's imports are read with ``ast`` (lazy imports inside functions included), so a
 new upward import fails this test.
@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minitl"
 
-ENGINE = {"backend", "random", "tensor"}
+ENGINE = {"backend", "random", "tensor", "shapes"}
 ALLOWED = {
     "backend": set(),
     "random": {"backend"},
@@ -25,7 +25,8 @@ ALLOWED = {
     "nn": ENGINE | {"functional"},
     "optim": ENGINE,
     "models": ENGINE | {"functional", "nn"},
-    "data": set(),
+    "shapes": set(),  # pair(): int-or-pair arguments; knows nothing of minitl
+    "data": {"shapes"},
     "fileio": set(),  # atomic file writes: knows nothing of minitl
     "transfer": ENGINE | {"functional", "nn", "models", "fileio"},
     "distributed": ENGINE,

@@ -29,6 +29,8 @@ import math
 
 import numpy
 
+from ..shapes import pair
+
 # ============================================================================ deterministic
 def to_rgb(image) -> numpy.ndarray:
     """(H, W) or (H, W, 1) grayscale -> (H, W, 3) by repeating the channel; RGBA -> RGB."""
@@ -78,7 +80,7 @@ def resize(image, size, antialias: bool = True) -> numpy.ndarray:
     image = numpy.asarray(image, dtype=numpy.float32)
     if image.ndim not in (2, 3):
         raise ValueError(f"resize: expected an image (H, W) or (H, W, C), got shape {image.shape}")
-    out_h, out_w = _pair(size)
+    out_h, out_w = pair(size, "size")
     if out_h < 1 or out_w < 1:
         raise ValueError(f"resize: target size must be positive, got {(out_h, out_w)}")
     if antialias:  # shrinking f× (f ≥ 2): average f×f blocks first
@@ -95,13 +97,6 @@ def resize(image, size, antialias: bool = True) -> numpy.ndarray:
     wx = wx[(slice(None),) + extra]
     rows = image[y0] * (1 - wy) + image[y1] * wy
     return (rows[:, x0] * (1 - wx) + rows[:, x1] * wx).astype(numpy.float32)
-
-
-def _pair(size):
-    if isinstance(size, (int, numpy.integer)):
-        return int(size), int(size)
-    h, w = size
-    return int(h), int(w)
 
 
 class Rescale:
@@ -172,7 +167,7 @@ def crop_with_padding(image, top: int, left: int, size, padding: int, fill: floa
     """Pad every side with ``padding`` pixels of ``fill``, then take the ``size`` window at (top, left)
     of the padded image: out(y, x) = padded(top + y, left + x)."""
     image = numpy.asarray(image)
-    h, w = _pair(size)
+    h, w = pair(size, "size")
     pad = [(padding, padding), (padding, padding)] + [(0, 0)] * (image.ndim - 2)
     padded = numpy.pad(image, pad, mode="constant", constant_values=fill)
     if not (0 <= top <= padded.shape[0] - h and 0 <= left <= padded.shape[1] - w):
@@ -229,7 +224,7 @@ class RandomCrop:
 
     def __call__(self, image, rng):
         size = self.size if self.size is not None else image.shape[:2]
-        h, w = _pair(size)
+        h, w = pair(size, "size")
         top = int(rng.integers(0, image.shape[0] + 2 * self.padding - h + 1))
         left = int(rng.integers(0, image.shape[1] + 2 * self.padding - w + 1))
         return crop_with_padding(image, top, left, (h, w), self.padding, self.fill)
@@ -277,7 +272,7 @@ class PreprocessSpec:
     """
 
     def __init__(self, input_size=224, channel_order: str = "RGB", pixel_range: float = 1.0, mean=None, std=None):
-        self.input_size = _pair(input_size)
+        self.input_size = pair(input_size, "input_size")
         channel_order = str(channel_order).upper()
         if channel_order not in ("RGB", "BGR"):
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")

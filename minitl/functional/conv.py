@@ -40,42 +40,13 @@ from __future__ import annotations
 import contextlib
 
 from .. import backend
+from ..shapes import pair
 from ..tensor import Function, Tensor
 from . import winograd as _winograd
+from .layout import batch_chunks, out_size, pad_nhwc, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
 
 # ============================================================================ configuration
-_WORKSPACE_BYTES = 512 * 2**20
-_CACHE_BLOCK_BYTES = 8 * 2**20
-_MIN_GEMM_ROWS = 2048
-_POINTWISE_BLOCK_BYTES = 2**20
 _WINOGRAD = "auto"
-
-
-def set_workspace_limit(nbytes: int) -> int:
-    """Cap the im2col column matrix (and Winograd's transformed tiles) at ``nbytes``; returns the old cap.
-
-    Bigger convolutions are computed in batch chunks; a single sample is never split, so one
-    sample's columns may exceed a very small cap.
-    """
-    global _WORKSPACE_BYTES
-    if int(nbytes) < 1:
-        raise ValueError(f"workspace limit must be a positive number of bytes, got {nbytes}")
-    old, _WORKSPACE_BYTES = _WORKSPACE_BYTES, int(nbytes)
-    return old
-
-
-def workspace_limit() -> int:
-    return _WORKSPACE_BYTES
-
-
-@contextlib.contextmanager
-def workspace(nbytes: int):
-    """``with workspace(64 * 2**20): ...`` — a temporary workspace cap."""
-    old = set_workspace_limit(nbytes)
-    try:
-        yield
-    finally:
-        set_workspace_limit(old)
 
 
 def set_winograd(mode) -> object:
@@ -95,86 +66,6 @@ def winograd(mode):
         yield
     finally:
         set_winograd(old)
-
-
-# ============================================================================ layout helpers
-def _pair(value, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        pair = (value[0], value[1])
-    else:
-        pair = (value, value)
-    try:
-        pair = tuple(int(v) for v in pair)
-        if any(int(v) != v for v in (value if isinstance(value, (tuple, list)) else [value])):
-            raise TypeError
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-    if min(pair) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return pair
-
-
-def out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """⌊(size + 2·padding − dilation·(kernel − 1) − 1) / stride⌋ + 1."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def channels_last(a) -> bool:
-    """Whether an NCHW-shaped array sits in NHWC memory (channels contiguous)."""
-    return a.ndim == 4 and a.shape[1] > 1 and a.strides[1] == a.itemsize and a.strides[3] == a.shape[1] * a.itemsize
-
-
-def to_nhwc(xp, a):
-    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) array (a free view when already NHWC in memory)."""
-    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
-
-
-def _pad_nhwc(xp, x, ph: int, pw: int, extra_h: int = 0, extra_w: int = 0):
-    """x (N, C, H, W) -> zero-padded NHWC (N, H + 2ph + extra_h, W + 2pw + extra_w, C), contiguous."""
-    N, C, H, W = x.shape
-    if ph == pw == extra_h == extra_w == 0:
-        return to_nhwc(xp, x)
-    Hp, Wp = H + 2 * ph + extra_h, W + 2 * pw + extra_w
-    out = xp.empty((N, Hp, Wp, C), dtype=x.dtype)
-    out[:, :ph] = 0  # zero only the border; the interior is copied over
-    out[:, ph + H:] = 0
-    out[:, ph:ph + H, :pw] = 0
-    out[:, ph:ph + H, pw + W:] = 0
-    out[:, ph:ph + H, pw:pw + W] = x.transpose(0, 2, 3, 1)
-    return out
-
-
-def _chunks(xp, n: int, per_item_bytes: int, rows_per_item: int = 1 << 30):
-    """Batch ranges [(start, stop), ...] for a workspace of ``per_item_bytes`` per sample.
-
-    Never above the workspace limit.  On the CPU also about one cache block (8 MiB: the column
-    copy then stays in the L3 cache for the GEMM that reads it, measured ~1.3× faster for the
-    whole im2col + GEMM than one big column matrix) — unless that leaves the GEMM fewer than
-    ~2048 rows (``rows_per_item`` per sample), where it runs below full speed.  At least one
-    sample per chunk.
-    """
-    limit = max(1, _WORKSPACE_BYTES // max(1, per_item_bytes))
-    step = limit
-    if xp is backend.NUMPY.xp:
-        block = max(_CACHE_BLOCK_BYTES // max(1, per_item_bytes), -(-_MIN_GEMM_ROWS // max(1, rows_per_item)))
-        step = min(limit, block)
-    step = max(1, min(n, step))
-    return [(i, min(n, i + step)) for i in range(0, n, step)]
-
-
-def cache_blocks(xp, n: int, per_item_bytes: int, block_bytes: int | None = None):
-    """Ranges [(start, stop), ...] over n items (a leading axis) of about ``block_bytes`` each.
-
-    Element-wise work that makes several passes over the same data (pooling's taps, BatchNorm's
-    centre/scale/shift) runs block by block on the CPU, so the later passes read the block from
-    the cache instead of memory.  A GPU gets one block.
-    """
-    if xp is not backend.NUMPY.xp:
-        return [(0, n)]
-    step = max(1, (block_bytes or _POINTWISE_BLOCK_BYTES) // max(1, per_item_bytes))
-    return [(i, min(n, i + step)) for i in range(0, n, step)]
 
 
 class _Kernel:
@@ -281,14 +172,14 @@ def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=F
     Wo = out_size(W, KW, stride[1], pw, dilation[1])
     if _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo):
         # tiles of 2×2 outputs read 4×4 inputs: pad odd output sizes up by one row / column
-        xpad = _pad_nhwc(xp, x, ph, pw, Ho % 2, Wo % 2)
-        return _winograd.conv3x3_nhwc(xp, xpad, kernel.winograd(xp), Ho, Wo, _chunks), None
-    xpad = _pad_nhwc(xp, x, ph, pw)
+        xpad = pad_nhwc(xp, x, ph, pw, Ho % 2, Wo % 2)
+        return _winograd.conv3x3_nhwc(xp, xpad, kernel.winograd(xp), Ho, Wo, batch_chunks), None
+    xpad = pad_nhwc(xp, x, ph, pw)
     wcol = kernel.columns()  # (G, KH·KW·Cg, Og)
     Og = O // groups
     y = xp.empty((N, Ho, Wo, O), dtype=xpad.dtype)
     per_sample = Ho * Wo * KH * KW * C
-    chunks = _chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
+    chunks = batch_chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
     single = len(chunks) == 1
     buffer = None if single else xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=xpad.dtype)
     col = None
@@ -353,9 +244,9 @@ class Conv2d(Function):
         if self.col is not None:
             pieces = [(0, N, self.col)]
         else:
-            xpad = _pad_nhwc(xp, self.x, *padding)
+            xpad = pad_nhwc(xp, self.x, *padding)
             per_sample = Ho * Wo * KH * KW * xpad.shape[3]
-            chunks = _chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
+            chunks = batch_chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
             buffer = xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=xpad.dtype)
             pieces = ((n0, n1, None) for n0, n1 in chunks)
         for n0, n1, col in pieces:
@@ -389,7 +280,7 @@ class Conv2d(Function):
         gxpad = xp.empty((N, Hp, Wp, C), dtype=gy.dtype)
         gxpad[...] = 0  # (not xp.zeros: see pool._empty_in_layout)
         per_sample = Ho * Wo * KH * KW * C
-        chunks = _chunks(xp, N, per_sample * gy.itemsize, Ho * Wo)
+        chunks = batch_chunks(xp, N, per_sample * gy.itemsize, Ho * Wo)
         buffer = xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=gy.dtype)
         for n0, n1 in chunks:
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
@@ -417,9 +308,9 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
         raise ValueError(f"conv2d: expected a 4-D weight (O, C/groups, KH, KW), got shape {w_shape}")
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
-    stride = _pair(stride, "conv2d: stride", 1)
-    padding = _pair(padding, "conv2d: padding", 0)
-    dilation = _pair(dilation, "conv2d: dilation", 1)
+    stride = pair(stride, "conv2d: stride", 1)
+    padding = pair(padding, "conv2d: padding", 0)
+    dilation = pair(dilation, "conv2d: dilation", 1)
     N, C, H, W = x_shape
     O, Cg, KH, KW = w_shape
     if C % groups or O % groups:
@@ -454,9 +345,9 @@ def conv2d_reference(x, weight, bias=None, stride=1, padding=0, dilation=1, grou
         y[n, j, p, q] = b[j] + Σ_{c<Cg} Σ_{u<KH} Σ_{v<KW} x_pad[n, g·Cg + c, p·sh + u·dh, q·sw + v·dw] · w[j, c, u, v]
     """
     xp = backend.get_array_module(x)
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(padding, "padding", 0)
+    dh, dw = pair(dilation, "dilation", 1)
     N, C, H, W = x.shape
     O, Cg, KH, KW = weight.shape
     Og = O // groups

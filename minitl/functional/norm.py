@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Function, Tensor
-from .conv import cache_blocks, channels_last
+from .layout import cache_blocks, channels_last
 
 
 class _ChannelLayout:

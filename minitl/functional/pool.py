@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Function, Tensor
-from .conv import _pair, cache_blocks, channels_last
+from ..shapes import pair
+from .layout import cache_blocks, channels_last
 
 
 # ============================================================================ geometry
@@ -85,9 +86,9 @@ def _pool_args(name, x, kernel_size, stride, padding, ceil_mode):
     shape = tuple(x.shape)
     if len(shape) != 4:
         raise ValueError(f"{name}: expected a 4-D input (N, C, H, W), got shape {shape}")
-    kernel = _pair(kernel_size, f"{name}: kernel_size", 1)
-    stride = kernel if stride is None or stride == [] or stride == () else _pair(stride, f"{name}: stride", 1)
-    padding = _pair(padding, f"{name}: padding", 0)
+    kernel = pair(kernel_size, f"{name}: kernel_size", 1)
+    stride = kernel if stride is None or stride == [] or stride == () else pair(stride, f"{name}: stride", 1)
+    padding = pair(padding, f"{name}: padding", 0)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"{name}: padding {padding} must be at most half the kernel size {kernel}")
     H, W = shape[2:]
@@ -307,9 +308,9 @@ def _window(H, W, p, q, kernel, stride, padding):
 
 def _reference_geometry(shape, kernel_size, stride, padding, ceil_mode):
     """(kernel, stride, padding, (Ho, Wo)) as pairs, for the plain-loop references."""
-    kernel = _pair(kernel_size, "kernel_size", 1)
-    stride = kernel if stride is None else _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
+    kernel = pair(kernel_size, "kernel_size", 1)
+    stride = kernel if stride is None else pair(stride, "stride", 1)
+    padding = pair(padding, "padding", 0)
     H, W = shape[2:]
     return kernel, stride, padding, (pool_out_size(H, kernel[0], stride[0], padding[0], ceil_mode),
                                      pool_out_size(W, kernel[1], stride[1], padding[1], ceil_mode))

@@ -17,6 +17,7 @@ from math import prod
 import numpy
 
 from ..functional import conv as _conv
+from ..functional import layout as _layout
 
 NO_ARITHMETIC = {"Reshape", "Transpose", "GetItem", "Concatenate", "Stack", "Cast", "Embedding"}
 # (forward, backward per differentiable input) FLOPs per element of the output, for element-wise ops
@@ -116,13 +117,13 @@ def workspace(op: str, in_shapes: list, out_shape: tuple, options: dict, itemsiz
         if _conv._use_winograd(kh, kw, stride, dilation, groups, c, o, ho, wo):
             th, tw = (ho + 1) // 2, (wo + 1) // 2
             per_sample = (4 * th * (w + 2 * pw + 2) * c + 16 * th * tw * (c + o) + 8 * th * tw * o) * itemsize
-            step = _conv._chunks(xp, n, per_sample, th * tw)[0][1]
+            step = _layout.batch_chunks(xp, n, per_sample, th * tw)[0][1]
             kernel = 16 * c * o * itemsize  # U = G k Gᵀ for every (c, o)
             return per_sample * step + padded + kernel, "winograd tiles"
         if kh == kw == 1 and stride == (1, 1) and groups == 1 and not (ph or pw):
             return 0, ""
         per_sample = ho * wo * kh * kw * c * itemsize
-        step = _conv._chunks(xp, n, per_sample, ho * wo)[0][1]
+        step = _layout.batch_chunks(xp, n, per_sample, ho * wo)[0][1]
         kernel = kh * kw * cg * o * itemsize  # W_col, the kernel reordered for the GEMM
         return per_sample * step + padded + kernel, "im2col"
     if op == "Linear":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy
 
 from .. import functional as F
-from ..functional.conv import _pair
+from ..shapes import pair
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
@@ -25,10 +25,10 @@ class Conv2d(Module):
                 f"Conv2d: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _pair(kernel_size, "Conv2d: kernel_size", 1)
-        self.stride = _pair(stride, "Conv2d: stride", 1)
-        self.padding = _pair(padding, "Conv2d: padding", 0)
-        self.dilation = _pair(dilation, "Conv2d: dilation", 1)
+        self.kernel_size = pair(kernel_size, "Conv2d: kernel_size", 1)
+        self.stride = pair(stride, "Conv2d: stride", 1)
+        self.padding = pair(padding, "Conv2d: padding", 0)
+        self.dilation = pair(dilation, "Conv2d: dilation", 1)
         shape = (out_channels, in_channels // groups) + self.kernel_size
         self.weight = Parameter(numpy.empty(shape, dtype=dtype), device=device)
         self.bias = Parameter(numpy.empty(out_channels, dtype=dtype), device=device) if bias else None

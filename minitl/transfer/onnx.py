@@ -23,6 +23,7 @@ from collections import OrderedDict, defaultdict
 
 import numpy
 
+from ..shapes import pair
 from .errors import ArchitectureMismatchError, CorruptFileError, UnsafeFileError, WeightsError, brief, reading
 from .limits import Budget, count_of
 
@@ -288,7 +289,8 @@ def check_structure(model, structure) -> list[str]:
         module = modules.get(name)
         if module is None:
             continue  # a missing name is reported by the state-dict comparison
-        own = {key: _pair(getattr(module, key, None)) for key in ("stride", "padding", "kernel_size")}
+        own = {key: None if getattr(module, key, None) is None else pair(getattr(module, key), key)
+               for key in ("stride", "padding", "kernel_size")}
         theirs = {"stride": info["stride"], "padding": info["padding"], "kernel_size": info["kernel"]}
         diffs = [f"{key} {theirs[key]} in the file, {own[key]} in the model" for key in theirs
                  if own[key] is not None and tuple(own[key]) != tuple(theirs[key])]
@@ -307,11 +309,3 @@ def structure_error(problems) -> ArchitectureMismatchError:
         f"the ONNX graph's convolutions do not match the model{hint}:\n  " + "\n  ".join(problems[:12])
         + (f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else "")
     )
-
-
-def _pair(value):
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return (value, value)
-    return tuple(int(v) for v in value)

@@ -19,6 +19,8 @@ import minitl
 import minitl.functional as F
 from _opcheck import DTYPES, arrays, assert_forward, check_grad, floats, tensor, with_backend
 from minitl.functional import conv as conv_module
+from minitl.functional import layout
+from minitl.shapes import pair
 from minitl.functional.conv import conv2d_reference
 
 
@@ -151,7 +153,7 @@ def test_batch_chunks_give_the_same_result(backend, winograd, stride):
         xt, wt, bt = tensor(x, requires_grad=True), tensor(w, requires_grad=True), tensor(b, requires_grad=True)
         with conv_module.winograd(winograd), conv_module.workspace(limit or conv_module.workspace_limit()):
             if limit:
-                assert conv_module._chunks(minitl.backend.get_array_module(xt.data), 5, 6 * 7 * 27 * 8, 42) == \
+                assert layout.batch_chunks(minitl.backend.get_array_module(xt.data), 5, 6 * 7 * 27 * 8, 42) == \
                     [(0, 2), (2, 4), (4, 5)]
             y = F.conv2d(xt, wt, bt, stride=stride, padding=1)
             y.backward(np.ones(y.shape))
@@ -186,10 +188,10 @@ class conv_module_cache_block:  # noqa: N801 - a context manager, used like a fu
         self.nbytes = nbytes
 
     def __enter__(self):
-        self.old, conv_module._CACHE_BLOCK_BYTES = conv_module._CACHE_BLOCK_BYTES, self.nbytes
+        self.old, layout._CACHE_BLOCK_BYTES = layout._CACHE_BLOCK_BYTES, self.nbytes
 
     def __exit__(self, *exc):
-        conv_module._CACHE_BLOCK_BYTES = self.old
+        layout._CACHE_BLOCK_BYTES = self.old
 
 
 def test_output_is_nchw_shaped_in_nhwc_memory_and_accepted_back():
@@ -231,8 +233,8 @@ def test_conv2d_matches_torch(case, dtype):
     y = F.conv2d(*ours, stride=stride, padding=padding, dilation=dilation, groups=groups)
     ref = torch.nn.functional.conv2d(*theirs, stride=stride, padding=padding, dilation=dilation, groups=groups)
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
-    auto_winograd = conv_module._use_winograd(*w_shape[2:], conv_module._pair(stride, "", 1),
-                                              conv_module._pair(dilation, "", 1), groups, x_shape[1], w_shape[0], 2, 2)
+    auto_winograd = conv_module._use_winograd(*w_shape[2:], pair(stride, "", 1),
+                                              pair(dilation, "", 1), groups, x_shape[1], w_shape[0], 2, 2)
     assert auto_winograd == (x_shape[1] >= 256)  # the 256-channel cases run (and are checked) on the Winograd path
     np.testing.assert_allclose(y.numpy(), ref.detach().numpy(), **tol)
     upstream = rng.standard_normal(ref.shape).astype(dtype)

@@ -209,7 +209,7 @@ def test_bad_input():
 def test_cache_blocks_give_the_same_result(monkeypatch, block_rows, training):
     """On the CPU BatchNorm works over row blocks (statistics merged across blocks, Chan's formula):
     block sizes that do not divide the 10 rows (N·H = 5·2) give the formula's values and gradients."""
-    from minitl.functional import conv as conv_module
+    from minitl.functional import layout
 
     rng = np.random.default_rng(8)
     x = rng.standard_normal((5, 3, 2, 4)) * 3 + np.array([10.0, -2.0, 0.5])[None, :, None, None]
@@ -218,7 +218,7 @@ def test_cache_blocks_give_the_same_result(monkeypatch, block_rows, training):
     rm, rv = np.array([1.0, 0.0, -1.0]), np.array([2.0, 0.5, 1.5])
     results = []
     for block in (block_rows * 4 * 3 * 8, 2**30):
-        monkeypatch.setattr(conv_module, "_POINTWISE_BLOCK_BYTES", block)
+        monkeypatch.setattr(layout, "_POINTWISE_BLOCK_BYTES", block)
         xt = minitl.Tensor(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), requires_grad=True)  # NHWC memory
         wt, bt = minitl.Tensor(gamma, requires_grad=True), minitl.Tensor(beta, requires_grad=True)
         rmt, rvt = minitl.Tensor(rm.copy()), minitl.Tensor(rv.copy())

@@ -213,13 +213,13 @@ def test_adaptive_bad_input():
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_cache_blocks_give_the_same_result(monkeypatch, block_samples, layout):
     """On the CPU pooling runs over batch blocks (here 1 or 2 samples of 3, so also a shorter last block)."""
-    from minitl.functional import conv as conv_module
+    from minitl.functional import layout as layout_module
 
     rng = np.random.default_rng(7)
     x = (rng.permutation(3 * 2 * 7 * 6).reshape(3, 2, 7, 6) * 0.5).astype(np.float64)
     x[1, :, :3, :3] = 1.0  # some ties
     data = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) if layout == "nhwc" else x
-    monkeypatch.setattr(conv_module, "_POINTWISE_BLOCK_BYTES", block_samples * 2 * 7 * 6 * 8)
+    monkeypatch.setattr(layout_module, "_POINTWISE_BLOCK_BYTES", block_samples * 2 * 7 * 6 * 8)
     for fn, ref in [(lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=True), lambda a: max_pool2d_reference(a, 3, 2, 1, True)),
                     (lambda t: F.avg_pool2d(t, 3, 2, 1, True, False), lambda a: avg_pool2d_reference(a, 3, 2, 1, True, False))]:
         xt = minitl.Tensor(data, requires_grad=True)
@@ -229,8 +229,8 @@ def test_cache_blocks_give_the_same_result(monkeypatch, block_samples, layout):
         np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12)
         g = rng.standard_normal(y.shape)
         y.backward(g)
-        monkeypatch.setattr(conv_module, "_POINTWISE_BLOCK_BYTES", 2**30)  # one block: the reference run
+        monkeypatch.setattr(layout_module, "_POINTWISE_BLOCK_BYTES", 2**30)  # one block: the reference run
         xr = minitl.Tensor(x, requires_grad=True)
         fn(xr).backward(g)
         np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), rtol=1e-12)
-        monkeypatch.setattr(conv_module, "_POINTWISE_BLOCK_BYTES", block_samples * 2 * 7 * 6 * 8)
+        monkeypatch.setattr(layout_module, "_POINTWISE_BLOCK_BYTES", block_samples * 2 * 7 * 6 * 8)

@@ -1,0 +1,114 @@
+"""Memory layout and work splitting shared by convolution, pooling and BatchNorm.
+
+    out_size(size, k, s, p, d)   ⌊(size + 2p − d(k − 1) − 1) / s⌋ + 1: a window's output length
+    channels_last(a)             whether an NCHW-shaped array sits in NHWC memory
+    to_nhwc(xp, a), pad_nhwc     an (N, C, H, W) array as contiguous (N, H, W, C), zero-padded or not
+    batch_chunks(xp, n, bytes)   batch ranges whose workspace (im2col columns, Winograd tiles) fits
+                                 the workspace limit and, on the CPU, about one cache block
+    cache_blocks(xp, n, bytes)   ranges of ~1 MiB for element-wise passes that re-read their data
+
+The public API of the ops is NCHW; inside, convolution works on NHWC memory and hands back an
+NCHW-*shaped* view of it, which pooling and BatchNorm read without a layout copy
+(:func:`channels_last` tells them).  The workspace cap (512 MiB) is set with
+:func:`set_workspace_limit` or :func:`workspace`; the block sizes are module constants.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from .. import backend
+
+_WORKSPACE_BYTES = 512 * 2**20
+_CACHE_BLOCK_BYTES = 8 * 2**20
+_MIN_GEMM_ROWS = 2048
+_POINTWISE_BLOCK_BYTES = 2**20
+
+
+# ============================================================================ the knobs
+def set_workspace_limit(nbytes: int) -> int:
+    """Cap the im2col column matrix (and Winograd's transformed tiles) at ``nbytes``; returns the old cap.
+
+    Bigger convolutions are computed in batch chunks; a single sample is never split, so one
+    sample's columns may exceed a very small cap.
+    """
+    global _WORKSPACE_BYTES
+    if int(nbytes) < 1:
+        raise ValueError(f"workspace limit must be a positive number of bytes, got {nbytes}")
+    old, _WORKSPACE_BYTES = _WORKSPACE_BYTES, int(nbytes)
+    return old
+
+
+def workspace_limit() -> int:
+    return _WORKSPACE_BYTES
+
+
+@contextlib.contextmanager
+def workspace(nbytes: int):
+    """``with workspace(64 * 2**20): ...`` — a temporary workspace cap."""
+    old = set_workspace_limit(nbytes)
+    try:
+        yield
+    finally:
+        set_workspace_limit(old)
+
+
+# ============================================================================ layout
+def out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """⌊(size + 2·padding − dilation·(kernel − 1) − 1) / stride⌋ + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def channels_last(a) -> bool:
+    """Whether an NCHW-shaped array sits in NHWC memory (channels contiguous)."""
+    return a.ndim == 4 and a.shape[1] > 1 and a.strides[1] == a.itemsize and a.strides[3] == a.shape[1] * a.itemsize
+
+
+def to_nhwc(xp, a):
+    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) array (a free view when already NHWC in memory)."""
+    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def pad_nhwc(xp, x, ph: int, pw: int, extra_h: int = 0, extra_w: int = 0):
+    """x (N, C, H, W) -> zero-padded NHWC (N, H + 2ph + extra_h, W + 2pw + extra_w, C), contiguous."""
+    N, C, H, W = x.shape
+    if ph == pw == extra_h == extra_w == 0:
+        return to_nhwc(xp, x)
+    Hp, Wp = H + 2 * ph + extra_h, W + 2 * pw + extra_w
+    out = xp.empty((N, Hp, Wp, C), dtype=x.dtype)
+    out[:, :ph] = 0  # zero only the border; the interior is copied over
+    out[:, ph + H:] = 0
+    out[:, ph:ph + H, :pw] = 0
+    out[:, ph:ph + H, pw + W:] = 0
+    out[:, ph:ph + H, pw:pw + W] = x.transpose(0, 2, 3, 1)
+    return out
+
+
+def batch_chunks(xp, n: int, per_item_bytes: int, rows_per_item: int = 1 << 30):
+    """Batch ranges [(start, stop), ...] for a workspace of ``per_item_bytes`` per sample.
+
+    Never above the workspace limit.  On the CPU also about one cache block (8 MiB: the column
+    copy then stays in the L3 cache for the GEMM that reads it, measured ~1.3× faster for the
+    whole im2col + GEMM than one big column matrix) — unless that leaves the GEMM fewer than
+    ~2048 rows (``rows_per_item`` per sample), where it runs below full speed.  At least one
+    sample per chunk.
+    """
+    limit = max(1, _WORKSPACE_BYTES // max(1, per_item_bytes))
+    step = limit
+    if xp is backend.NUMPY.xp:
+        block = max(_CACHE_BLOCK_BYTES // max(1, per_item_bytes), -(-_MIN_GEMM_ROWS // max(1, rows_per_item)))
+        step = min(limit, block)
+    step = max(1, min(n, step))
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def cache_blocks(xp, n: int, per_item_bytes: int, block_bytes: int | None = None):
+    """Ranges [(start, stop), ...] over n items (a leading axis) of about ``block_bytes`` each.
+
+    Element-wise work that makes several passes over the same data (pooling's taps, BatchNorm's
+    centre/scale/shift) runs block by block on the CPU, so the later passes read the block from
+    the cache instead of memory.  A GPU gets one block.
+    """
+    if xp is not backend.NUMPY.xp:
+        return [(0, n)]
+    step = max(1, (block_bytes or _POINTWISE_BLOCK_BYTES) // max(1, per_item_bytes))
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
