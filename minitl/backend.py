@@ -194,9 +194,10 @@ _blas_controller = None
 def single_thread_blas(xp: ModuleType):
     """A context in which NumPy's BLAS runs on one thread (a no-op on a GPU, or without threadpoolctl).
 
-    For stacks of small GEMMs (attention's per-head Q Kᵀ, 128 x 32 x 128): each BLAS call wakes and
-    joins its threads, which costs more than the product itself; measured 25x faster on one thread
-    for 192 such products on this 2-core machine under load.  threadpoolctl is optional (imported
+    For stacks or loops of small GEMMs (attention's per-head Q Kᵀ, 128 x 32 x 128; a recurrent
+    layer's steps, also as ``one_blas_thread``): each BLAS call wakes and joins its threads, which
+    costs more than the product itself, and a descheduled worker thread stalls every step;
+    measured 25x faster on one thread for 192 such products on this 2-core machine under load.  threadpoolctl is optional (imported
     lazily, looked up once).
     """
     global _blas_controller
@@ -334,27 +335,5 @@ def blas_info() -> str:
     )
 
 
-_blas_controller = None
-
-
-def one_blas_thread(xp):
-    """A context in which NumPy's BLAS runs on one thread (CuPy: no effect).
-
-    For loops of many small GEMMs (a recurrent layer's h_{t−1} W_hhᵀ, (32 × 128)·(128 × 512)):
-    splitting such a product over threads costs more in start-up and synchronisation than it
-    saves, and on a busy machine a descheduled worker thread stalls every step.  Uses
-    threadpoolctl where installed (the ``app`` extra); without it, nothing changes.
-    """
-    global _blas_controller
-    if xp is not numpy:
-        return contextlib.nullcontext()
-    if _blas_controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
-        except ImportError:
-            _blas_controller = False
-        else:
-            _blas_controller = ThreadpoolController()
-    if _blas_controller is False:
-        return contextlib.nullcontext()
-    return _blas_controller.limit(limits=1, user_api="blas")
+# the same context for the recurrent layers' step loops (h_{t-1} W_hhᵀ, (32 × 128)·(128 × 512)): one home
+one_blas_thread = single_thread_blas

@@ -25,6 +25,22 @@ class ImageModel(nn.Module):
     def forward_features(self, x):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def _init_weights(self, linear_std: float | None = None) -> None:
+        """torchvision's initialisation: convolutions W ~ N(0, 2/fan_out) (He, for ReLU), BatchNorm
+        γ = 1, β = 0, biases 0; with ``linear_std`` (VGG: 0.01) linear layers W ~ N(0, linear_std²),
+        b = 0 (else they keep nn.Linear's own initialisation)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear) and linear_std is not None:
+                nn.init.normal_(module.weight, 0.0, linear_std)
+                nn.init.zeros_(module.bias)
+
     def layer_names(self) -> list[str]:
         """Every name ``extract`` accepts: top-level steps and the children of Sequential stages."""
         names = []

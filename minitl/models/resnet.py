@@ -180,15 +180,9 @@ class ResNet(ImageModel):
         self._init_weights()
 
     def _init_weights(self):
-        """torchvision's init: convs W ~ N(0, 2/fan_out) (He), BN γ = 1, β = 0; biases 0."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        """torchvision's init (see ImageModel._init_weights), and with ``zero_init_residual`` the last
+        BatchNorm γ of every residual branch 0, so each block starts as the identity."""
+        super()._init_weights()
         if self.config["zero_init_residual"] and self.config["norm"] == "batch":
             for module in self.modules():
                 last = getattr(module, "bn3", None) if isinstance(module, Bottleneck) else getattr(module, "bn2", None)

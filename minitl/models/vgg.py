@@ -48,20 +48,7 @@ class VGG(ImageModel):
             nn.Linear(hidden, num_classes),
         ) if num_classes else nn.Identity()  # None: no classifier, forward returns the pooled features
         self.preprocessing = TORCHVISION_IMAGENET
-        self._init_weights()
-
-    def _init_weights(self):
-        """torchvision's init: convs N(0, 2/fan_out), linears N(0, 0.01²), biases 0."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, 0.01)
-                nn.init.zeros_(module.bias)
+        self._init_weights(linear_std=0.01)
 
     def feature_steps(self):
         return [("features", self.features), ("avgpool", self.avgpool), ("flatten", self.flatten),

