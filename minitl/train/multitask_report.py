@@ -7,7 +7,7 @@ import os
 
 import numpy
 
-from ..transfer.npz import atomic_write
+from ..fileio import atomic_write
 from .conflict import LEVELS
 from .metrics import _pyplot
 
