@@ -27,9 +27,10 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
+
+from minitl.bench import harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -224,14 +225,13 @@ def _load():
 
 
 def _run_worker(framework, case, args, profile):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    command = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--case", case,
-               "--iters", str(args.iters), "--reviews", str(args.reviews)] + (["--profile"] if profile else [])
+    command = [os.path.abspath(__file__), "--worker", framework, "--case", case, "--iters", args.iters,
+               "--reviews", args.reviews] + (["--profile"] if profile else [])
     load = _load()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        return {"framework": framework, "case": case, "error": (done.stderr or done.stdout).strip()[-600:]}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    done = harness.run_worker(command, timeout=3600)
+    if not done.ok:
+        return {"framework": framework, "case": case, "error": (done.stderr or "no output").strip()[-600:]}
+    result = done.records[-1]
     result["load_before"], result["load_after"] = load, _load()
     return result
 
@@ -325,8 +325,7 @@ def main(argv=None) -> int:
             save()
     for r in range(args.rounds):
         for case in cases:
-            order = ["minitl", "torch"] if r % 2 == 0 else ["torch", "minitl"]
-            for fw in order:
+            for fw in harness.alternated(["minitl", "torch"], r):
                 result = _run_worker(fw, case, args, profile=False)
                 results.append(result)
                 print(json.dumps({k: v for k, v in result.items() if k != "profile"}), flush=True)
