@@ -40,11 +40,8 @@ from __future__ import annotations
 import contextlib
 
 from .. import backend
-<<<<<<< HEAD
 from ..shapes import pair
-=======
 from .depthwise import DepthwiseConv2d
->>>>>>> 66afb1c (depthwise convolution fast path (issue 18): functional/depthwise.py, one pass of shifted multiply-adds per kernel tap with the chain rule per tap in backward; conv2d takes it when groups = C = O and the output has >= 256 positions (measured fwd+bwd vs the grouped im2col path at batch 16, load ~20: 96@112 k3s2 3.8 s vs 8.5 s, 144@56 k3 1.5 vs 5.3 s, 240@28 k5 2.1 vs 2.5 s; loses at 672@14 k5s2 1.3 vs 1.0 s); tests vs the plain-loop reference + float64 gradcheck on every backend, torch parity, routing)
 from ..tensor import Function, Tensor
 from . import winograd as _winograd
 from .layout import batch_chunks, out_size, pad_nhwc, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
