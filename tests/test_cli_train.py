@@ -12,7 +12,7 @@ import minitl  # noqa: E402
 from minitl.cli import main  # noqa: E402
 from minitl.train import TinyNet  # noqa: E402, F401
 
-from cli_workspace import COLOURS, make_workspace  # noqa: E402
+from cli_helpers import COLOURS, make_workspace  # noqa: E402
 
 
 @pytest.fixture(scope="module")

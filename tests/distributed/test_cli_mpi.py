@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("PIL")
 
-from cli_workspace import make_workspace  # noqa: E402
+from cli_helpers import make_workspace  # noqa: E402
 
 from minitl.train.checkpoint import load_checkpoint  # noqa: E402
 
@@ -24,7 +24,7 @@ pytestmark = needs_mpi
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    return make_workspace(tmp_path_factory.mktemp("mpi"), train_per_class=11)  # 33 images, 66 mirrored rows
+    return make_workspace(tmp_path_factory.mktemp("mpi"), train=11)  # 33 images, 66 mirrored rows
 
 
 def _finetune(ws, out, cache, *extra):
