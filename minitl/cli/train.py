@@ -291,8 +291,7 @@ def run_predict(args) -> int:
         for item in results:
             shown = item["text"] if len(item["text"]) <= 70 else item["text"][:67] + "..."
             print(f"{shown!r} ({item['tokens']} tokens)")
-            for rank, top in enumerate(item["top"], 1):
-                print(f"  {rank}. {top['class']:<20} {100 * top['probability']:6.2f}%")
+            _print_top(item["top"])
         return 0
     results = _workflow().predict(args.model, args.images, top_k=args.top_k,
                                   device=None if args.device == "cpu" else args.device)
@@ -307,9 +306,14 @@ def run_predict(args) -> int:
         print(f"(--top-k {args.top_k}: showing all {len(classes)})")
     for item in results["predictions"]:
         print(item["image"])
-        for rank, top in enumerate(item["top"], 1):
-            print(f"  {rank}. {top['class']:<20} {100 * top['probability']:6.2f}%")
+        _print_top(item["top"])
     return 0
+
+
+def _print_top(ranked) -> None:
+    """One line per class: rank, name, probability."""
+    for rank, top in enumerate(ranked, 1):
+        print(f"  {rank}. {top['class']:<20} {100 * top['probability']:6.2f}%")
 
 
 def _predict_pretrained(args, images) -> int:
@@ -321,8 +325,7 @@ def _predict_pretrained(args, images) -> int:
     print(f"{results['model']}: {len(results['classes'])} classes ({results['trained_on']})")
     for item in results["predictions"]:
         print(item["image"])
-        for rank, top in enumerate(item["top"], 1):
-            print(f"  {rank}. {top['class']:<20} {100 * top['probability']:6.2f}%")
+        _print_top(item["top"])
     return 0
 
 
