@@ -14,10 +14,12 @@ weights apart (gradient conflict).  Two levels are measured:
     "representation"  g_k = ∂term_k/∂z on the shared output z = φ(x) (an (N, D) array per batch):
                       exact and nearly free — each head's backward stops at z, and the trunk is
                       back-propagated once with Σ_k g_k;
-    "parameters"      g_k = ∂term_k/∂θ_s on the trunk's trainable parameters: the trunk is
-                      back-propagated once per task (its forward re-run per task, so the trunk must
-                      be deterministic: no dropout or BatchNorm in training mode), and the
-                      parameters' .grad is Σ_k g_k, the joint gradient (linearity).
+    "parameters"      g_k = ∂term_k/∂θ_s on the trunk's trainable parameters (exact): the trunk's
+                      graph of this one forward is back-propagated once per task with
+                      ``retain_graph=True`` (the same dropout masks and BatchNorm batch statistics
+                      for every task, so a fine-tuned backbone in training mode is measured as it
+                      is trained), and the parameters' .grad is Σ_k g_k, the joint gradient
+                      (linearity).  Costs one extra trunk backward per extra task.
 
 The representation level compares the tasks example by example: when the tasks label disjoint
 examples (two domains, each example labelled for its own), their rows of ∂J/∂z never overlap and the
@@ -81,15 +83,6 @@ class StepResult:
     conflict: dict = field(default_factory=dict)  # {level: gradient_conflict(...)}
 
 
-def _check_deterministic(trunk) -> None:
-    training = [type(m).__name__ for m in trunk.modules()
-                if m.training and ("BatchNorm" in type(m).__name__ or "Dropout" in type(m).__name__)]
-    if training:
-        raise ValueError(
-            f"the parameter-level conflict re-runs the shared trunk once per task, so it needs a deterministic "
-            f"trunk; this one has {', '.join(sorted(set(training)))} in training mode (use level 'representation')")
-
-
 def multitask_step(model, x: Tensor, targets: dict, levels=("representation",)) -> StepResult:
     """Forward, per-task backward and the conflict diagnostic for one batch; leaves ∂J/∂w in every
     trainable parameter's ``.grad`` (zero them before, step the optimizer after), as ``J.backward()``
@@ -115,14 +108,14 @@ def multitask_step(model, x: Tensor, targets: dict, levels=("representation",)) 
     trunk_params = [p for p in model.shared.parameters() if p.requires_grad]
     if z.requires_grad and trunk_params:
         if "parameters" in levels:
-            _check_deterministic(model.shared)
             before = [p.grad for p in trunk_params]
             per_task = {}
-            for name, g in feature_grads.items():
+            names = list(feature_grads)
+            for index, name in enumerate(names):
                 for p in trunk_params:
                     p.grad = None
-                z_again = z if name == next(iter(feature_grads)) else model.shared(x)
-                z_again.backward(g)
+                # one graph, back-propagated once per task: the last pass may free it
+                z.backward(feature_grads[name], retain_graph=index < len(names) - 1)
                 per_task[name] = [p.grad.data if p.grad is not None else None for p in trunk_params]
             for i, p in enumerate(trunk_params):  # .grad = what was there + Σ_k g_k  (linearity)
                 parts = [per_task[name][i] for name in per_task if per_task[name][i] is not None]
