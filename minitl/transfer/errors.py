@@ -41,6 +41,10 @@ class ArchitectureMismatchError(WeightsError):
 
 
 MAX_MESSAGE = 400
+OUT_OF_MEMORY = (
+    "it asks for more than the machine has or than minitl allows for a file of its size "
+    "(set MINITL_MAX_LOAD_BYTES to raise the limit for a file you trust)"
+)
 
 
 def one_line(text, limit: int = MAX_MESSAGE) -> str:
@@ -81,12 +85,14 @@ def reading(path, kind: str):
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except MemoryError:
-        raise SizeLimitError(
-            f"{path}: reading this {kind} file ran out of memory; it asks for more than the machine has"
-        ) from None
+        raise SizeLimitError(f"{path}: reading this {kind} file ran out of memory; {OUT_OF_MEMORY}") from None
     except RecursionError:
         raise CorruptFileError(f"{path}: {kind} file nested too deeply to be a weight file") from None
     except Exception as error:  # noqa: BLE001 - any other failure inside a parser means a damaged file
+        if "memory allocation failed" in str(error):  # how libhdf5 reports a failed malloc
+            raise SizeLimitError(
+                _with_path(path, f"reading this {kind} file ran out of memory ({error}); {OUT_OF_MEMORY}")
+            ) from None
         raise CorruptFileError(
             _with_path(path, f"truncated or corrupted {kind} file ({type(error).__name__}: {error})")
         ) from None

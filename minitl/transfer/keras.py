@@ -11,7 +11,9 @@ Two layouts exist:
 Only what a weight file needs is followed: plain links inside the file, numeric datasets stored
 in it.  External links, soft links, external raw storage and virtual datasets (all of which
 can make HDF5 read *other* files on the machine) are refused, and each dataset's size is
-checked against the file's budget before it is read.
+checked against the file's budget before it is read.  What libhdf5 allocates while parsing
+(attributes, variable-length strings, chunk indexes) is bounded by reading in a child process
+with limited address space and CPU time (:mod:`minitl.transfer.isolate`).
 
 Arrays stay in Keras's layouts here (conv kernels HWIO, dense kernels (in, out)); the name map
 (:mod:`minitl.transfer.names`) converts them.
@@ -24,6 +26,7 @@ from collections import OrderedDict
 import numpy
 
 from .errors import CorruptFileError, UnsafeFileError, WeightsError, brief, reading
+from .isolate import read_in_child
 from .limits import Budget, count_of
 
 # variable order of the Keras 3 format, by layer kind
@@ -43,7 +46,17 @@ def _h5py():
 
 
 def read(path) -> tuple[OrderedDict, dict]:
-    """(``layer/weight`` -> array, metadata) from a Keras ``.h5`` file."""
+    """(``layer/weight`` -> array, metadata) from a Keras ``.h5`` file, parsed in a bounded child process.
+
+    libhdf5 allocates what a damaged file claims before it notices the damage (a variable-length
+    string claiming 3 GB is allocated and zero-filled first), so the file is parsed in a forked
+    child whose address space and CPU time are limited (:mod:`minitl.transfer.isolate`).
+    """
+    _h5py()  # "needs h5py" is said here; the child inherits the imported module
+    return read_in_child(_read, path, "HDF5")
+
+
+def _read(path) -> tuple[OrderedDict, dict]:
     h5py = _h5py()
     path = os.fspath(path)
     with reading(path, "HDF5"):

@@ -10,11 +10,13 @@ in-process).  Outcomes:
                 element's bytes must occur in the file (nothing read from outside it)
     refused     minitl's error (one line, naming the file) — or, for the feature cache, a miss
     FAIL ...    anything else: another exception, a multi-line message, a hang (over TIMEOUT seconds of
-                CPU time, or WALL_TIMEOUT seconds of wall time: the machine may be shared), values
-                from outside the file, a CLI traceback
+                CPU time, in this process or in the reader's child processes, or WALL_TIMEOUT
+                seconds of wall time: the machine may be shared), values from outside the file,
+                a CLI traceback
 
-The last line holds the process's peak RSS.  A crash (SIGSEGV) shows as the subprocess's return
-code, with the case in progress named in WORKDIR/FORMAT.progress.
+The last line holds the peak RSS of the process and of the reader's child processes.  A crash
+(SIGSEGV) shows as the subprocess's return code, with the case in progress named in
+WORKDIR/FORMAT.progress.
 """
 from __future__ import annotations
 
@@ -149,17 +151,27 @@ class Format:
 
 
 def _peak_rss() -> int:
-    """Peak resident memory of this process image, in bytes.  Linux: VmHWM from /proc/self/status, the
-    high-water mark of this program's own memory; ru_maxrss there keeps the forking parent's mark across
-    fork + exec, so under pytest-xdist it reported the worker's size (656 MiB after a full run), not ours."""
+    """Peak resident memory of this process image or any child it waited for (the ``.h5`` reader parses
+    in a forked child), in bytes.  Linux: VmHWM from /proc/self/status, the high-water mark of this
+    program's own memory; ru_maxrss there keeps the forking parent's mark across fork + exec, so under
+    pytest-xdist it reported the worker's size (656 MiB after a full run), not ours.  A forked child's
+    ru_maxrss starts from this process's size at the fork: an upper bound of its own peak."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     try:
         with open("/proc/self/status", encoding="ascii") as handle:
             for line in handle:
                 if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+                    return max(children, int(line.split()[1]) * 1024)
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return max(children, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _children_cpu() -> float:
+    """CPU seconds used by the children this process has waited for (the reader's child processes):
+    ITIMER_PROF counts only this process, so each load's children are checked against TIMEOUT too."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cli(path):
@@ -176,7 +188,10 @@ def run_case(fmt_obj, label, data, index, expected, checksummed) -> str:
     _start_timers()
     try:
         try:
+            began = _children_cpu()
             loaded = fmt_obj.load()
+            if _children_cpu() - began > TIMEOUT:
+                raise Hang()
         except fmt_obj.error_types() as error:
             text = str(error)
             if "\n" in text or len(text) > 1200 or fmt_obj.path not in text and target not in text:
@@ -189,7 +204,10 @@ def run_case(fmt_obj, label, data, index, expected, checksummed) -> str:
         if fmt_obj.fmt in gen.WEIGHTS:
             _start_timers()  # the command line gets its own 5 s
             try:
+                began = _children_cpu()
                 code, err = _cli(fmt_obj.path)
+                if _children_cpu() - began > TIMEOUT:
+                    raise Hang()
             except Hang:
                 return f"FAIL CLI hang over {TIMEOUT:g} s"
             except BaseException as error:  # noqa: BLE001
@@ -231,7 +249,7 @@ def main(fmt, count, seed, workdir):
     cases = [("valid", valid, False)] + gen.mutants(fmt, valid, count, seed)
     cases += [(f"hostile: {label}", data, None) for label, data in gen.hostile(fmt, workdir)]
     progress = os.path.join(workdir, f"{fmt}.progress")
-    began = time.process_time()
+    began = time.process_time() + _children_cpu()
     with open(os.path.join(workdir, f"{fmt}.jsonl"), "w") as out:
         for index, (label, data, rezipped) in enumerate(cases):
             with open(progress, "w") as handle:
@@ -246,7 +264,7 @@ def main(fmt, count, seed, workdir):
             out.flush()
         peak = _peak_rss()
         out.write(json.dumps({"summary": True, "cases": len(cases), "peak_rss": peak,
-                              "cpu_seconds": round(time.process_time() - began, 2)}) + "\n")
+                              "cpu_seconds": round(time.process_time() + _children_cpu() - began, 2)}) + "\n")
 
 
 if __name__ == "__main__":
