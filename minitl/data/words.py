@@ -32,8 +32,11 @@ class WordTokenizer:
     ``encode_batch(texts, max_length)`` -> (ids int64 (B, T) padded with 0, lengths int64 (B,)),
     T the longest text in the batch (after truncation to ``max_length`` words; an empty text
     becomes one ``<unk>``, so every row has a length ≥ 1).  ``counts`` accumulates tokens seen and
-    tokens unknown over every call; ``oov_rate`` is their ratio.
+    tokens unknown over every call; ``oov_rate`` is their ratio.  ``encode(text, max_length)``,
+    ``pad_id``, ``vocab`` and ``vocab_size`` are WordPieceTokenizer's interface (the text datasets use it).
     """
+
+    pad_id = 0
 
     def __init__(self, words, lowercase: bool = True, max_length: int | None = None):
         self.words = [PAD, UNK] + list(words)
@@ -64,10 +67,21 @@ class WordTokenizer:
     def __len__(self) -> int:
         return len(self.words)
 
-    def encode(self, text: str) -> list:
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    @property
+    def vocab(self) -> dict:
+        """word -> id."""
+        return self.index
+
+    def encode(self, text: str, max_length: int | None = -1) -> list:
+        """The ids of ``text``'s words, truncated to ``max_length`` words (-1: the tokenizer's own; None: all)."""
+        max_length = self.max_length if max_length == -1 else max_length
         tokens = split_words(text, self.lowercase)
-        if self.max_length is not None:
-            tokens = tokens[: self.max_length]
+        if max_length is not None:
+            tokens = tokens[: max_length]
         ids = [self.index.get(t, 1) for t in tokens] or [1]
         self.counts["tokens"] += len(tokens)
         self.counts["unknown"] += sum(1 for i in ids if i == 1) if tokens else 0

@@ -15,7 +15,7 @@ from .resnet import (
     BasicBlock, Bottleneck, ResNet, fold_batchnorm, keras_resnet50, resnet18, resnet34, resnet50, resnet50_1by2,
     resnet101, resnet152,
 )
-from .rnn_classifier import RNNClassifier
+from .rnn_classifier import RNNClassifier, RNNEncoder
 from .vgg import VGG, vgg16
 
 __all__ = [
@@ -23,6 +23,6 @@ __all__ = [
     "ARCHS", "ArchSpec", "create", "get_spec", "infer_arch", "describe_state",
     "ResNet", "BasicBlock", "Bottleneck", "fold_batchnorm",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_1by2", "keras_resnet50",
-    "VGG", "vgg16", "RNNClassifier",
+    "VGG", "vgg16", "RNNClassifier", "RNNEncoder",
     "BertModel", "BertConfig", "MINILM_L6", "bert", "bert_base", "minilm_l6",
 ]

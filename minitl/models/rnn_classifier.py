@@ -20,16 +20,18 @@ CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("meanmax", "last")
 
 
-class RNNClassifier(nn.Module):
-    """``forward(ids (N, T) int, lengths (N,) int) -> logits (N, num_classes)``.
+class RNNEncoder(nn.Module):
+    """Word ids -> the pooled feature p of the module docstring, (N, F) with F = ``num_features``.
 
     ``embeddings``: a (V, D) matrix to start the embedding table from (``freeze_embeddings``: keep it
     fixed), or None for a random N(0, 1) table of ``vocab_size`` × ``embedding_dim``.  Row 0 is padding.
+    ``features(ids, lengths)``; the text workflow runs it as two segments on ``(ids, mask)`` batches
+    (mask (N, T): 1 on real words): ``embed`` (e_t = E[w_t]) then ``encode`` (dropout, the recurrent
+    layer, pooling), so that frozen embeddings are one segment that runs without a graph.
     """
 
-    def __init__(self, vocab_size=None, embedding_dim=None, num_classes=2, hidden_size=64, cell="lstm",
-                 num_layers=1, bidirectional=True, pooling="meanmax", dropout=0.3, embeddings=None,
-                 freeze_embeddings=False):
+    def __init__(self, vocab_size=None, embedding_dim=None, hidden_size=64, cell="lstm", num_layers=1,
+                 bidirectional=True, pooling="meanmax", dropout=0.3, embeddings=None, freeze_embeddings=False):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"RNNClassifier: cell must be one of {sorted(CELLS)}, got {cell!r}")
@@ -47,15 +49,31 @@ class RNNClassifier(nn.Module):
                                dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         directions = 2 if bidirectional else 1
-        features = hidden_size * directions * (2 if pooling == "meanmax" else 1)
-        self.head = nn.Linear(features, num_classes)
-        self.cell, self.pooling, self.num_classes = cell, pooling, num_classes
+        self.num_features = hidden_size * directions * (2 if pooling == "meanmax" else 1)
+        self.cell, self.pooling = cell, pooling
 
-    def forward(self, ids, lengths) -> Tensor:
-        lengths = numpy.asarray(lengths.numpy() if isinstance(lengths, Tensor) else lengths, dtype=numpy.int64)
-        x = self.dropout(self.embedding(ids))
-        out, final = self.rnn(x, lengths=lengths)
-        return self.head(self.dropout(self.pool(out, final, lengths)))
+    def features(self, ids, lengths) -> Tensor:
+        lengths = _host_lengths(lengths)
+        out, final = self.rnn(self.dropout(self.embedding(ids)), lengths=lengths)
+        return self.pool(out, final, lengths)
+
+    def embed(self, batch):
+        """(ids, mask) -> (E[ids], mask): the first segment."""
+        ids, mask = batch
+        return self.embedding(ids), mask
+
+    def encode(self, batch) -> Tensor:
+        """(vectors, mask) -> p: the second segment (lengths = Σ_t mask)."""
+        vectors, mask = batch
+        lengths = _host_lengths(mask).sum(axis=1)
+        out, final = self.rnn(self.dropout(vectors), lengths=lengths)
+        return self.pool(out, final, lengths)
+
+    def forward_features(self, batch) -> Tensor:
+        return self.encode(self.embed(batch))
+
+    def forward(self, batch) -> Tensor:
+        return self.forward_features(batch)
 
     def pool(self, out: Tensor, final, lengths) -> Tensor:
         """The pooled feature p of the module docstring, (N, F)."""
@@ -69,3 +87,23 @@ class RNNClassifier(nn.Module):
         mean = out.sum(axis=1) / count  # padded outputs are exactly 0
         penalty = Tensor(numpy.where(valid, 0.0, -1e30).astype(out.dtype)[:, :, None], device=out.device)
         return concatenate([mean, (out + penalty).max(axis=1)], axis=1)
+
+
+def _host_lengths(lengths) -> numpy.ndarray:
+    return numpy.asarray(lengths.numpy() if isinstance(lengths, Tensor) else lengths, dtype=numpy.int64)
+
+
+class RNNClassifier(RNNEncoder):
+    """``forward(ids (N, T) int, lengths (N,) int) -> logits (N, num_classes)``: the encoder's p,
+    dropout, then the linear head.  Arguments as :class:`RNNEncoder`'s, plus ``num_classes``."""
+
+    def __init__(self, vocab_size=None, embedding_dim=None, num_classes=2, hidden_size=64, cell="lstm",
+                 num_layers=1, bidirectional=True, pooling="meanmax", dropout=0.3, embeddings=None,
+                 freeze_embeddings=False):
+        super().__init__(vocab_size, embedding_dim, hidden_size, cell, num_layers, bidirectional, pooling, dropout,
+                         embeddings, freeze_embeddings)
+        self.head = nn.Linear(self.num_features, num_classes)
+        self.num_classes = num_classes
+
+    def forward(self, ids, lengths) -> Tensor:
+        return self.head(self.dropout(self.features(ids, lengths)))

@@ -17,12 +17,13 @@ import numpy
 
 from .. import random as mt_random
 from ..data.sources import open_data
-from ..data.text import WordPieceTokenizer
+from ..data.text import WordPieceTokenizer, pad_batch
 from .text import TextConfig, TextEncoder, TextSpec, TextTrainer, TextTransferModel, encode_splits
 
 TEXT_DEFAULTS = {"data": "imdb", "train_per_class": 500, "test_per_class": 500, "max_length": 128,
                  "finetune_epochs": 2}
 TEXT_CLASSIFIER_FORMAT = "minitl-text-classifier-1"
+RNN_CLASSIFIER_FORMAT = "minitl-rnn-text-classifier-1"  # minitl.train.text_rnn's BiLSTM/BiGRU
 
 
 def describe_defaults() -> str:
@@ -242,11 +243,12 @@ def is_text_classifier(path) -> bool:
         _, meta = npz.read(os.fspath(path))
     except (OSError, ValueError):
         return False
-    return meta.get("format") == TEXT_CLASSIFIER_FORMAT
+    return meta.get("format") in (TEXT_CLASSIFIER_FORMAT, RNN_CLASSIFIER_FORMAT)
 
 
 def load_text_classifier(path):
-    """(TextTransferModel in eval mode, classes, tokenizer, metadata) from :func:`save_text_classifier`."""
+    """(TextTransferModel in eval mode, classes, tokenizer, metadata) from :func:`save_text_classifier`
+    (or the recurrent classifier of :mod:`minitl.train.text_rnn`)."""
     from ..models.bert import BertConfig, BertModel  # noqa: PLC0415
     from ..transfer import npz  # noqa: PLC0415
 
@@ -254,6 +256,10 @@ def load_text_classifier(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such model file: {path}")
     state, meta = npz.read(path)
+    if meta.get("format") == RNN_CLASSIFIER_FORMAT:
+        from .text_rnn import rnn_classifier_from  # noqa: PLC0415
+
+        return rnn_classifier_from(state, meta)
     if meta.get("format") != TEXT_CLASSIFIER_FORMAT:
         raise ValueError(f"{path} is not a text classifier trained by minitl (format {meta.get('format')!r})")
     bert = BertModel(BertConfig.from_dict(meta["bert_config"]), add_pooling_layer=meta["pooler"])
@@ -282,7 +288,7 @@ def text_evaluate(model_path, data=None, test_per_class=None, batch_size: int = 
     if device:
         model.to(device)
     config = TextConfig(mode="features", eval_batch_size=batch_size, cache=False, max_length=meta["max_length"],
-                        pooling=meta["pooling"])
+                        pooling=meta.get("pooling", "mean"))  # (a recurrent classifier pools its own way)
     encoded = encode_splits(splits, tokenizer, meta["max_length"])
     trainer = TextTrainer(model, encoded, text_spec(tokenizer, config), config, show_progress=show_progress, log=log,
                           device=device)
@@ -304,7 +310,7 @@ def text_predict(model_path, texts, top_k: int = 3, device=None) -> list:
     top_k = max(1, min(int(top_k), len(classes)))
     results = []
     for text in texts:
-        ids, mask = tokenizer.encode_batch([text], meta["max_length"])
+        ids, mask = pad_batch([tokenizer.encode(text, meta["max_length"])], tokenizer.pad_id)
         with no_grad():
             logits = model((Tensor(ids, device=device), Tensor(mask, device=device))).numpy()[0].astype(numpy.float64)
         p = numpy.exp(logits - logits.max())
