@@ -87,3 +87,65 @@ def test_bad_groups_fail_in_one_line(capsys, workspace, groups, message):
 
 def test_parse_groups():
     assert parse_groups(" a = x, y ; b=z ;") == {"a": ["x", "y"], "b": ["z"]}
+
+
+def _image(workspace):
+    return workspace / "data" / "test" / "red" / "0.png"
+
+
+def test_each_run_saves_its_main_task_classifier_for_predict(capsys, workspace):
+    from minitl.train.backbones import load_classifier
+    from minitl.train.checkpoint import load_checkpoint
+
+    out = workspace / "run_model"
+    assert main(_args(workspace, out, "--json")) == 0
+    report = json.loads(capsys.readouterr().out)
+    for row, name in zip(report["rows"], ("multitask", "single")):
+        path = out / name / "model.npz"
+        assert report["models"][name] == str(path)
+        model, classes, _, meta = load_classifier(path)
+        assert classes == sorted(COLOURS) and meta["mode"] == "multitask-features"
+        assert meta["test_accuracy"] == row["main_accuracy"]
+        weights = load_checkpoint(out / name / "checkpoint.npz")["model"]  # the trained trunk and main head
+        np.testing.assert_array_equal(model.head.fc1.weight.numpy(), weights["shared.fc1.weight"])
+        np.testing.assert_array_equal(model.head.fc2.weight.numpy(), weights["heads.main.weight"])
+    assert main(["predict", str(out / "multitask" / "model.npz"), str(_image(workspace)), "--json"]) == 0
+    assert "red" in capsys.readouterr().out
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(capsys, workspace):
+    out = workspace / "run_prev"
+    assert main(_args(workspace, out, "--json", "--no-single")) == 0
+    first = json.loads(capsys.readouterr().out)
+    newest = out / "multitask" / "checkpoint.npz"
+    newest.write_bytes(newest.read_bytes()[:100])  # a truncated copy: the zip is unreadable
+    assert main(_args(workspace, out, "--json", "--no-single", "--resume")) == 0
+    captured = capsys.readouterr()
+    assert "falling back to the previous checkpoint" in captured.err
+    again = json.loads(captured.out)  # the last epoch trained again from epoch 2's checkpoint: the same run
+    assert again["rows"][0]["main_accuracy"] == first["rows"][0]["main_accuracy"]
+    assert json.loads((out / "multitask" / "run.json").read_text())["history"][-1]["epoch"] == 3
+
+
+def test_finetune_mode_trains_the_last_stage_at_its_own_rate(capsys, workspace):
+    from minitl.train.backbones import load_classifier
+
+    out = workspace / "run_ft"
+    assert main(_args(workspace, out, "--json", "--mode", "finetune", "--unfreeze", "1", "--backbone-lr", "0.05",
+                      "--conflict", "parameters")) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mode"] == "finetune"
+    pretrained = dict(np.load(workspace / "tiny.npz", allow_pickle=False))
+    for name in ("multitask", "single"):
+        model, _, _, meta = load_classifier(out / name / "model.npz")
+        assert meta["mode"] == "multitask-finetune"
+        state = {k: v.numpy() if hasattr(v, "numpy") else v for k, v in model.state_dict().items()}
+        for key in ("stem.1.weight", "layer1.0.weight"):  # below the cut: the pretrained weights
+            np.testing.assert_array_equal(state[f"backbone.{key}"], pretrained[key])
+        assert not np.array_equal(state["backbone.layer2.0.weight"], pretrained["layer2.0.weight"])
+    run = json.loads((out / "multitask" / "run.json").read_text())
+    assert run["trained_stages"] == ["layer2"] and run["config"]["backbone_lr"] == 0.05
+    # the conflict is measured on every shared parameter: the unfrozen stage and the Dense layer
+    assert all(-1 <= s["parameters"]["cos"]["main|aux"] <= 1 for s in run["steps"])
+    assert main(_args(workspace, workspace / "run_ft0", "--quiet", "--mode", "finetune", "--unfreeze", "0")) == 2
+    assert "--unfreeze" in capsys.readouterr().err

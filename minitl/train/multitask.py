@@ -8,8 +8,13 @@ Each step is :func:`minitl.train.conflict.multitask_step`:
 
 with the gradient-conflict diagnostic (cos(g_a, g_b), ‖g_k‖) recorded for every step.  After each
 epoch: per-task held-out loss and accuracy (over labelled examples), and a checkpoint written
-atomically (weights, optimizer, RNG, history, step log); ``resume=True`` continues from it and ends
-with the weights an uninterrupted run would have (each epoch's order depends only on seed and epoch).
+atomically (weights, optimizer, RNG, history, step log; the one before is kept as checkpoint.prev.npz);
+``resume=True`` continues from it — or, when it is damaged, from the one before, as every minitl
+workflow does — and ends with the weights an uninterrupted run would have (each epoch's order depends
+only on seed and epoch).
+
+Fine-tuning a backbone: the shared trunk may expose ``backbone_parameters()`` (the unfrozen stages);
+with ``backbone_lr`` set they train at that lower rate, everything else at ``lr``.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import numpy
 from .. import random as mt_random
 from ..optim import SGD
 from ..tensor import Tensor, no_grad
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_latest_checkpoint, previous_path, save_checkpoint
 from .conflict import LEVELS, multitask_step
 from .progress import progress_bar
 
@@ -73,6 +78,7 @@ class MultiTaskConfig:
     seed: int = 0
     main: str | None = None  # the task the run is judged on (default: the first head)
     conflict: tuple = ("representation",)  # levels of the gradient-conflict diagnostic (see conflict.py)
+    backbone_lr: float | None = None  # learning rate of the trunk's backbone_parameters() (fine-tuning)
     eval_batch_size: int = 512
 
     def check(self, tasks) -> None:
@@ -81,6 +87,8 @@ class MultiTaskConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.backbone_lr is not None and not self.backbone_lr > 0:
+            raise ValueError(f"backbone_lr must be positive, got {self.backbone_lr}")
         if self.main is not None and self.main not in tasks:
             raise ValueError(f"main task {self.main!r} is not one of the heads {list(tasks)}")
         unknown = set(self.conflict) - set(LEVELS)
@@ -144,6 +152,17 @@ class MultiTaskTrainer:
     def evaluate(self, data: TaskData) -> dict:
         return task_metrics(self.predict(data), data.targets, self.model.ignore_index)
 
+    def param_groups(self) -> list:
+        """[backbone parameters at backbone_lr, the rest at lr] when fine-tuning, else one group."""
+        params = list(self.model.parameters())
+        backbone = getattr(self.model.shared, "backbone_parameters", None)
+        chosen = list(backbone()) if backbone is not None and self.config.backbone_lr is not None else []
+        if not chosen:
+            return [{"params": params, "lr": self.config.lr}]
+        ids = {id(p) for p in chosen}
+        return [{"params": chosen, "lr": self.config.backbone_lr},
+                {"params": [p for p in params if id(p) not in ids], "lr": self.config.lr}]
+
     def _identity(self) -> dict:
         config = asdict(self.config)
         config.pop("eval_batch_size")
@@ -183,13 +202,13 @@ class MultiTaskTrainer:
         c = self.config
         path = os.path.join(self.out_dir, "checkpoint.npz") if self.out_dir else None
         history, steps, train_seconds, first_epoch = [], [], 0.0, 0
-        optimizer = SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+        optimizer = SGD(self.param_groups(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
                         decay=c.decay, weight_decay=c.weight_decay)
         identity = self._identity()
         if resume:
-            if path is None or not os.path.isfile(path):
+            if path is None or not (os.path.isfile(path) or os.path.isfile(previous_path(path))):
                 raise FileNotFoundError(f"--resume: no checkpoint at {path or '(no output folder given)'}")
-            state = load_checkpoint(path)
+            state, path = load_latest_checkpoint(path, log=self.log)
             if state["identity"] != identity:
                 raise CheckpointError(f"{path} belongs to another run (different settings, data or tasks); "
                                       "start afresh without --resume or use another output folder")
