@@ -24,7 +24,7 @@ import numpy as np
 import minitl
 from minitl import functional as F
 from minitl import optim
-from minitl.data import DataLoader, ImagePipeline, PreprocessSpec, load_fashion_mnist, stratified_subset
+from minitl.data import DataLoader, ImagePipeline, Preprocessing, load_fashion_mnist, stratified_subset
 from minitl.train import ClassifierHead, load_backbone
 
 
@@ -69,7 +69,7 @@ def main():
 
     backbone, _, source = load_backbone("opennsfw", "resnet50_1by2")
     backbone.eval().requires_grad_(False)
-    spec = PreprocessSpec.from_metadata(backbone.preprocessing.to_dict(), input_size=args.input_size)
+    spec = Preprocessing.from_metadata(backbone.preprocessing.to_dict(), input_size=args.input_size)
     pipeline = ImagePipeline(spec)
     train_set = stratified_subset(load_fashion_mnist("train"), args.per_class, seed=0)
     test_set = stratified_subset(load_fashion_mnist("test"), args.test_per_class, seed=1)

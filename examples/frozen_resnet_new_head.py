@@ -24,7 +24,7 @@ import numpy as np
 import minitl
 from minitl import functional as F
 from minitl import nn, optim
-from minitl.data import DataLoader, ImagePipeline, PreprocessSpec, augmentation, load_fashion_mnist, stratified_subset
+from minitl.data import DataLoader, ImagePipeline, Preprocessing, augmentation, load_fashion_mnist, stratified_subset
 from minitl.data.images import ImageFolder, save_image
 from minitl.train import load_backbone
 
@@ -91,7 +91,7 @@ def main():
     head = NewHead(backbone.num_features, len(train.classes))  # 4. the new head
     print(f"4. new head: pool -> {backbone.num_features} -> 512 (ReLU) -> {len(train.classes)}")
 
-    spec = PreprocessSpec.from_metadata(backbone.preprocessing.to_dict(), input_size=args.input_size)
+    spec = Preprocessing.from_metadata(backbone.preprocessing.to_dict(), input_size=args.input_size)
     augmented = ImagePipeline(spec, augmentation(hflip=True, shear=0.2, zoom=0.2))  # 5.
     plain = ImagePipeline(spec)
     train_loader = DataLoader(train, batch_size=32, shuffle=True, transform=augmented, seed=0, prefetch=2)

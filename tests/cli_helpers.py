@@ -30,7 +30,7 @@ def make_workspace(root, classes=COLOURS, train=10, test=4):
     backbone = TinyNet(8, width=16)
     arrays = dict(backbone.state_dict())
     arrays["__minitl_metadata__"] = np.array([json.dumps({"arch": "tiny", "input_size": 8,
-                                                          "preprocessing": backbone.preprocessing})])
+                                                          "preprocessing": backbone.preprocessing.to_dict()})])
     np.savez(root / "tiny.npz", **arrays)
     return root
 

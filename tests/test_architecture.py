@@ -1,7 +1,8 @@
 """The package's layering, checked: imports flow one way (README, "Architecture").
 
     backend -> tensor -> functional -> nn -> models / optim -> transfer / train -> bench / cli
-    data/ stands apart: it yields NumPy arrays and imports nothing of the engine (only shapes.pair).
+    data/ stands apart: it yields NumPy arrays and imports nothing of the engine (only shapes.pair);
+    models and transfer read data.preprocessing (what a pretrained network expects of its input).
 
 Each module's imports are read with ``ast`` (lazy imports inside functions included), so a
 new upward import fails this test.
@@ -24,11 +25,11 @@ ALLOWED = {
     "functional": ENGINE,
     "nn": ENGINE | {"functional"},
     "optim": ENGINE,
-    "models": ENGINE | {"functional", "nn"},
+    "models": ENGINE | {"functional", "nn", "data"},  # data: only data.preprocessing (test below)
     "shapes": set(),  # pair(): int-or-pair arguments; knows nothing of minitl
     "data": {"shapes"},
     "fileio": set(),  # atomic file writes: knows nothing of minitl
-    "transfer": ENGINE | {"functional", "nn", "models", "fileio"},
+    "transfer": ENGINE | {"functional", "nn", "models", "data", "fileio"},
     "distributed": ENGINE,
     "train": ENGINE | {"functional", "nn", "models", "optim", "data", "transfer", "distributed", "fileio"},
     "bench": ENGINE | {"functional", "nn", "models", "optim"},
@@ -90,3 +91,12 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     fake = tmp_path / "nn" / "probe.py"
     fake.write_text("from ..models import resnet\nfrom .. import train\nimport minitl.cli\n", encoding="utf-8")
     assert _imported_layers(fake, root=tmp_path) == {"models", "train", "cli"}
+
+
+@pytest.mark.parametrize("layer", ["models", "transfer"])
+def test_models_and_transfer_take_only_the_preprocessing_description_from_data(layer):
+    """Models carry what their input must look like; readers, loaders and transforms stay out of them."""
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and "data" in node.module.split("."):
+                assert node.module.split(".")[-1] == "preprocessing", f"{path.relative_to(PACKAGE)}: from {node.module}"

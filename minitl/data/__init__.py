@@ -6,7 +6,8 @@
     cifar.py          the CIFAR-10/100 binary format
     fashion_mnist.py  finding and loading Fashion-MNIST
     digits.py         scikit-learn's 8×8 digits
-    transforms.py     preprocessing from the weights' metadata; seeded augmentation
+    preprocessing.py  Preprocessing: what a pretrained network expects of its input (size, order, mean/std)
+    transforms.py     resizing, the image pipeline, seeded augmentation
     loader.py         DataLoader: batches, shuffling, drop_last, background prefetching
     sources.py        ``--data D`` -> training and held-out splits
     text/             WordPiece tokenizer, text datasets and readers, length-bucketed batches
@@ -21,15 +22,15 @@ from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_COARSE, find_fas
 from .idx import IDXError, read_idx, write_idx
 from .loader import DataLoader
 from .sources import DataSplits, open_data
+from .preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
 from .transforms import (
-    Compose, ImagePipeline, Normalize, PreprocessSpec, RandomCrop, RandomHorizontalFlip, RandomShear, RandomZoom,
-    Rescale, augmentation, resize, to_rgb,
+    Compose, ImagePipeline, RandomCrop, RandomHorizontalFlip, RandomShear, RandomZoom, augmentation, resize, to_rgb,
 )
 
 __all__ = [
     "Dataset", "ArrayDataset", "MirroredDataset", "Subset", "load_npz_dataset", "random_subset", "stratified_indices",
     "stratified_subset", "train_val_split", "FASHION_MNIST_CLASSES", "FASHION_MNIST_COARSE", "find_fashion_mnist", "load_fashion_mnist",
     "IDXError", "read_idx", "write_idx", "DataLoader", "DataSplits", "open_data", "Compose", "ImagePipeline",
-    "Normalize", "PreprocessSpec", "RandomCrop", "RandomHorizontalFlip", "RandomShear", "RandomZoom", "Rescale",
-    "augmentation", "resize", "to_rgb",
+    "Preprocessing", "TORCHVISION_IMAGENET", "CAFFE_OPENNSFW", "KERAS_CAFFE", "RandomCrop", "RandomHorizontalFlip",
+    "RandomShear", "RandomZoom", "augmentation", "resize", "to_rgb",
 ]

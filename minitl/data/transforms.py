@@ -1,10 +1,11 @@
-"""Preprocessing (deterministic, driven by the weights' metadata) and augmentation (random, seeded).
+"""Image transforms: resizing, the per-image pipeline of a pretrained backbone, and augmentation (random, seeded).
 
 Every transform is a callable ``t(image, rng) -> image`` on one (H, W) or (H, W, C) array;
 ``rng`` is a ``numpy.random.Generator`` (ignored by deterministic transforms), so a run is
 repeatable: the loader hands each batch its own generator derived from (seed, epoch, batch).
 
-The pipeline for a pretrained backbone (:class:`ImagePipeline`)::
+The pipeline for a pretrained backbone (:class:`ImagePipeline`; what the backbone expects is a
+:class:`~minitl.data.preprocessing.Preprocessing`)::
 
     decode -> grayscale to 3 channels -> resize to the input size -> augment
            -> x ← x · (pixel_range / 255)      (rescale: 1/255 for [0, 1] models, 1 for Caffe)
@@ -24,12 +25,12 @@ and interpolate bilinearly there (``scipy.ndimage.affine_transform``); A is
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy
 
 from ..shapes import pair
+from .preprocessing import Preprocessing
 
 # ============================================================================ deterministic
 def to_rgb(image) -> numpy.ndarray:
@@ -97,39 +98,6 @@ def resize(image, size, antialias: bool = True) -> numpy.ndarray:
     wx = wx[(slice(None),) + extra]
     rows = image[y0] * (1 - wy) + image[y1] * wy
     return (rows[:, x0] * (1 - wx) + rows[:, x1] * wx).astype(numpy.float32)
-
-
-class Rescale:
-    """x ← factor · x  (the recipe's ``rescale=1/255``)."""
-
-    def __init__(self, factor: float):
-        self.factor = float(factor)
-
-    def __call__(self, image, rng=None):
-        return numpy.asarray(image, dtype=numpy.float32) * numpy.float32(self.factor)
-
-    def config(self):
-        return {"rescale": self.factor}
-
-
-class Normalize:
-    """Per channel: x_c ← (x_c − mean_c) / std_c (std omitted: mean subtraction only, as Caffe)."""
-
-    def __init__(self, mean=None, std=None):
-        self.mean = None if mean is None else numpy.asarray(mean, dtype=numpy.float32)
-        self.std = None if std is None else numpy.asarray(std, dtype=numpy.float32)
-
-    def __call__(self, image, rng=None):
-        image = numpy.asarray(image, dtype=numpy.float32)
-        if self.mean is not None:
-            image = image - self.mean
-        if self.std is not None:
-            image = image / self.std
-        return image
-
-    def config(self):
-        return {"mean": None if self.mean is None else self.mean.tolist(),
-                "std": None if self.std is None else self.std.tolist()}
 
 
 # ============================================================================ augmentation
@@ -263,79 +231,24 @@ def augmentation(hflip: bool = True, shear: float = 0.2, zoom: float = 0.2, crop
 
 
 # ============================================================================ the pipeline
-class PreprocessSpec:
-    """What a backbone expects of its input, read from the weights' metadata.
-
-    input_size (H, W); channel_order "RGB" or "BGR"; pixel_range: pixels are scaled to
-    [0, pixel_range] (1 for torchvision-style models, 255 for Caffe-style ones); mean and std
-    per channel *in the model's channel order*, in pixel_range units (std None: Caffe means only).
-    """
-
-    def __init__(self, input_size=224, channel_order: str = "RGB", pixel_range: float = 1.0, mean=None, std=None):
-        self.input_size = pair(input_size, "input_size")
-        channel_order = str(channel_order).upper()
-        if channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
-        self.channel_order, self.pixel_range = channel_order, float(pixel_range)
-        self.mean = None if mean is None else [float(m) for m in numpy.ravel(mean)]
-        self.std = None if std is None else [float(s) for s in numpy.ravel(std)]
-        for name, value in (("mean", self.mean), ("std", self.std)):
-            if value is not None and len(value) not in (1, 3):
-                raise ValueError(f"{name} must have 1 or 3 values, got {len(value)}")
-
-    @classmethod
-    def from_metadata(cls, metadata: dict | None, input_size=None) -> PreprocessSpec:
-        """Read the preprocessing out of weights metadata (several common spellings accepted);
-        ``input_size`` overrides the metadata's (a backbone pretrained at 224 run at 96, say)."""
-        meta = dict(metadata or {})
-        pre = meta.get("preprocessing")
-        if isinstance(pre, str):
-            pre = json.loads(pre)
-        if isinstance(pre, dict):
-            meta = {**meta, **pre}
-        size = input_size or meta.get("input_size") or meta.get("image_size") or 224
-        if isinstance(size, (list, tuple)) and len(size) == 3:  # (C, H, W) or (H, W, C)
-            size = size[1:] if size[0] in (1, 3) else size[:2]
-        order = meta.get("channel_order") or meta.get("color_order") or meta.get("channels") or "RGB"
-        pixel_range = meta.get("pixel_range") or meta.get("input_range") or meta.get("scale")
-        if isinstance(pixel_range, (list, tuple)):
-            pixel_range = pixel_range[-1]
-        mean, std = meta.get("mean"), meta.get("std")
-        if pixel_range is None:  # Caffe means are in 0..255; torchvision's are in 0..1
-            pixel_range = 255.0 if mean is not None and max(numpy.ravel(mean)) > 1.5 else 1.0
-        return cls(size, order, pixel_range, mean, std)
-
-    def to_dict(self) -> dict:
-        return {"input_size": list(self.input_size), "channel_order": self.channel_order,
-                "pixel_range": self.pixel_range, "mean": self.mean, "std": self.std}
-
-    def __repr__(self) -> str:
-        return f"PreprocessSpec({self.to_dict()})"
-
-
 class ImagePipeline:
-    """decode output -> 3 channels -> resize -> [augment] -> rescale -> channel order -> normalize -> CHW.
+    """decode output -> 3 channels -> resize -> [augment] -> :meth:`Preprocessing.normalize`
+    (rescale, channel order, mean/std, CHW).
 
     ``pipeline(image, rng)`` gives one (3, H, W) float32 array; ``config()`` is a JSON-able
     description (part of the feature-cache key).
     """
 
-    def __init__(self, spec: PreprocessSpec, augment=None):
+    def __init__(self, spec: Preprocessing, augment=None):
         self.spec, self.augment = spec, augment
-        self.rescale = Rescale(spec.pixel_range / 255.0)
-        self.normalize = Normalize(spec.mean, spec.std)
 
     def __call__(self, image, rng=None):
         image = to_rgb(image)
         image = resize(image, self.spec.input_size)
         if self.augment is not None:
             image = self.augment(image, rng if rng is not None else numpy.random.default_rng(0))
-        image = self.rescale(image)
-        if self.spec.channel_order == "BGR":
-            image = image[:, :, ::-1]
-        image = self.normalize(image)
-        return numpy.ascontiguousarray(image.transpose(2, 0, 1), dtype=numpy.float32)
+        return self.spec.normalize(image)[0]
 
     def config(self) -> dict:
-        return {"spec": self.spec.to_dict(),
+        return {"spec": self.spec.key(),
                 "augment": self.augment.config() if hasattr(self.augment, "config") else repr(self.augment)}

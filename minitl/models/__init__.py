@@ -1,15 +1,15 @@
-"""Image models with torchvision's names: the ResNet family, VGG-16, and their preprocessing metadata.
+"""Image models with torchvision's names: the ResNet family, VGG-16, and their preprocessing metadata
+(``Preprocessing`` itself lives in ``minitl.data.preprocessing``; re-exported here).
 
     resnet.py         ResNet builder, resnet18/34/50/101/152, resnet50_1by2 (open_nsfw), keras_resnet50
     vgg.py            VGG builder, vgg16
     bert.py           BERT-family text encoder (BertModel, BertConfig), minilm_l6, bert_base; pooling, encode
-    preprocessing.py  what a pretrained network expects of its input
     registry.py       architecture names -> builders (``create``), ``infer_arch``
     rnn_classifier.py RNNClassifier: word embeddings -> BiLSTM/GRU -> pooled states -> head (text)
 """
 from .base import ImageModel
 from .bert import MINILM_L6, BertConfig, BertModel, bert, bert_base, minilm_l6
-from .preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
+from ..data.preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
 from .registry import ARCHS, ArchSpec, create, describe_state, get_spec, infer_arch
 from .resnet import (
     BasicBlock, Bottleneck, ResNet, fold_batchnorm, keras_resnet50, resnet18, resnet34, resnet50, resnet50_1by2,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from .. import functional as F
 from .. import nn
 from .base import ImageModel
-from .preprocessing import Preprocessing
+from ..data.preprocessing import Preprocessing
 
 # (repeats, kernel, stride, expansion, in channels, out channels) per stage
 LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),

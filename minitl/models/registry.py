@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
+from ..data.preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
 from .resnet import (
     KERAS_RESNET50, OPENNSFW_CLASSES, RESNET50_1BY2, ResNet, keras_resnet50, resnet18, resnet34, resnet50, resnet50_1by2,
     resnet101, resnet152,

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 
 from .. import nn
+from ..data.preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET
 from .base import ImageModel
-from .preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET
 
 
 def _norm_layer(channels: int, config: dict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import nn
 from .base import ImageModel
-from .preprocessing import TORCHVISION_IMAGENET
+from ..data.preprocessing import TORCHVISION_IMAGENET
 
 CONFIGS = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),

@@ -16,7 +16,7 @@ import json
 import os
 
 from .. import nn
-from ..data.transforms import PreprocessSpec
+from ..data.preprocessing import Preprocessing
 from ..transfer import npz
 from .model import TransferModel
 
@@ -45,8 +45,7 @@ class TinyNet(nn.Module):
         self.layer1 = nn.Sequential(nn.Linear(width, width), nn.ReLU())
         self.layer2 = nn.Sequential(nn.Linear(width, width), nn.ReLU())
         self.num_features = width
-        self.preprocessing = {"input_size": input_size, "channel_order": "RGB", "pixel_range": 1.0,
-                              "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+        self.preprocessing = Preprocessing(input_size, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), source="tiny")
 
     def feature_steps(self):
         return [("stem", self.stem), ("layer1", self.layer1), ("layer2", self.layer2)]
@@ -83,7 +82,7 @@ def create_backbone(arch: str, **options):
     return backbone
 
 
-def preprocessing_of(backbone, metadata: dict | None = None, input_size=None) -> PreprocessSpec:
+def preprocessing_of(backbone, metadata: dict | None = None, input_size=None) -> Preprocessing:
     """The backbone's expected input (metadata of the weights file first, else the architecture's)."""
     meta = {}
     pre = getattr(backbone, "preprocessing", None)
@@ -95,7 +94,7 @@ def preprocessing_of(backbone, metadata: dict | None = None, input_size=None) ->
             extra = json.loads(extra)
         if isinstance(extra, dict):
             meta.update({k: v for k, v in extra.items() if v is not None})
-    return PreprocessSpec.from_metadata(meta, input_size=input_size)
+    return Preprocessing.from_metadata(meta, input_size=input_size)
 
 
 def _state_and_metadata(loaded):
@@ -176,7 +175,7 @@ def load_backbone(weights=None, arch: str | None = None):
 
 
 # ============================================================================ the trained classifier
-def save_classifier(path, model: TransferModel, classes, spec: PreprocessSpec, extra: dict | None = None) -> str:
+def save_classifier(path, model: TransferModel, classes, spec: Preprocessing, extra: dict | None = None) -> str:
     """One .npz: backbone.* and head.* arrays + JSON metadata; written atomically."""
     backbone = model.backbone
     metadata = {
@@ -195,7 +194,7 @@ def save_classifier(path, model: TransferModel, classes, spec: PreprocessSpec, e
 
 
 def load_classifier(path):
-    """(TransferModel, classes, PreprocessSpec, metadata) from a file written by :func:`save_classifier`."""
+    """(TransferModel, classes, Preprocessing, metadata) from a file written by :func:`save_classifier`."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such model file: {path}")
@@ -207,4 +206,4 @@ def load_classifier(path):
     model = TransferModel(backbone, meta["num_classes"], hidden=meta["hidden"], feature_dim=meta["feature_dim"])
     model.load_state_dict(state, strict=True)
     model.eval()
-    return model, meta["classes"], PreprocessSpec.from_metadata(meta["preprocessing"]), meta
+    return model, meta["classes"], Preprocessing.from_metadata(meta["preprocessing"]), meta

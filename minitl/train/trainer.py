@@ -70,7 +70,7 @@ class _Progress:
 class Trainer:
     """Train ``model`` (a :class:`TransferModel`) on ``splits`` (a ``DataSplits``: train, test, classes).
 
-    spec: the backbone's :class:`PreprocessSpec`;  out_dir: checkpoint, run log, plots (None:
+    spec: the backbone's :class:`~minitl.data.Preprocessing`;  out_dir: checkpoint, run log, plots (None:
     nothing written);  weights_id: identity of the pretrained weights for the cache key (default:
     a digest of the backbone's arrays);  log: a function taking one line of text;  comm: the ranks
     of a data-parallel run (default: the MPI world this process belongs to, a single process without one).

@@ -96,13 +96,13 @@ def resolve_data(job: Job, log):
 
 
 def resolve_backbone(job: Job, log):
-    """(pretrained backbone, PreprocessSpec, source text); the input size by :func:`input_size_rule`."""
+    """(pretrained backbone, Preprocessing, source text); the input size by :func:`input_size_rule`."""
     backbone, meta, source = load_backbone(job.weights, job.arch)
     native = preprocessing_of(backbone, meta).input_size[0]
     size, why = input_size_rule(job.input_size, native)
     spec = preprocessing_of(backbone, meta, input_size=size)
     log(f"backbone: {source}; input {spec.input_size[0]}x{spec.input_size[1]} ({why}) {spec.channel_order}, "
-        f"pixel range 0..{spec.pixel_range:g}, mean {spec.mean}, std {spec.std}")
+        f"pixel range 0..{spec.pixel_range:g}, mean {spec.key()['mean']}, std {spec.key()['std']}")
     return backbone, spec, source
 
 

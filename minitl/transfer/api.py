@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 import numpy
 
 from .. import __version__
-from ..models import Preprocessing, create, get_spec, infer_arch
+from ..data.preprocessing import Preprocessing
+from ..models import create, get_spec, infer_arch
 from ..nn import Module, StateDictError
 from . import bert as bert_format
 from . import keras as keras_format
@@ -372,8 +373,9 @@ def load_model(source, arch=None, num_classes=None, strict: bool = True, skip=()
             f"{source} does not fit architecture {report.arch or type(model).__name__}{hint}:\n{error.report.describe()}"
         ) from None
     report.skipped = [n for n in loaded.skipped if n not in counters]
-    if report.preprocessing is not None and hasattr(model, "preprocessing"):
-        model.preprocessing = Preprocessing.from_dict(report.preprocessing)
+    if report.preprocessing is not None and hasattr(model, "preprocessing"):  # the file's, over the model's own
+        own = model.preprocessing.to_dict() if model.preprocessing is not None else {}
+        model.preprocessing = Preprocessing.from_metadata({**own, **report.preprocessing})
     if hasattr(model, "class_names"):
         model.class_names = report.class_names if head not in skip else None
     model.eval()

@@ -1,11 +1,12 @@
 """Preprocessing and augmentation, each on a synthetic image whose correct output is known."""
+import json
 import math
 
 import numpy as np
 import pytest
 
 from minitl.data.transforms import (
-    Compose, ImagePipeline, PreprocessSpec, RandomCrop, RandomHorizontalFlip, RandomShear, RandomZoom, Rescale,
+    Compose, ImagePipeline, Preprocessing, RandomCrop, RandomHorizontalFlip, RandomShear, RandomZoom,
     augmentation, crop_with_padding, resize, shear, to_rgb, zoom,
 )
 
@@ -61,7 +62,7 @@ def test_to_rgb():
 
 # ----------------------------------------------------------------------------- metadata-driven preprocessing
 def test_caffe_preprocessing_bgr_means_0_255():
-    spec = PreprocessSpec.from_metadata({"input_size": [4, 4], "channel_order": "BGR", "mean": [104, 117, 123]})
+    spec = Preprocessing.from_metadata({"input_size": [4, 4], "channel_order": "BGR", "mean": [104, 117, 123]})
     assert spec.pixel_range == 255.0
     image = np.zeros((4, 4, 3), np.uint8)
     image[..., 0] = 200  # pure-ish red
@@ -73,7 +74,7 @@ def test_caffe_preprocessing_bgr_means_0_255():
 
 def test_torchvision_preprocessing_rgb_mean_std():
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    spec = PreprocessSpec.from_metadata({"input_size": 2, "mean": mean, "std": std})
+    spec = Preprocessing.from_metadata({"input_size": 2, "mean": mean, "std": std})
     assert spec.pixel_range == 1.0 and spec.channel_order == "RGB"
     gray = np.full((2, 2), 51, np.uint8)  # 51/255 = 0.2 in every channel
     out = ImagePipeline(spec)(gray)
@@ -81,14 +82,28 @@ def test_torchvision_preprocessing_rgb_mean_std():
         assert np.allclose(out[c], (0.2 - mean[c]) / std[c], atol=1e-6)
 
 
+def test_one_description_round_trips_and_keys_the_cache_by_what_changes_pixels():
+    spec = Preprocessing((4, 6), channel_order="bgr", pixel_range=255, mean=[104, 117, 123], source="a Caffe net")
+    assert spec.channel_order == "BGR" and spec.input_size == (4, 6) and spec.mean == (104.0, 117.0, 123.0)
+    assert Preprocessing.from_metadata(spec.to_dict()) == spec
+    assert Preprocessing.from_metadata({"preprocessing": json.dumps(spec.to_dict())}) == spec
+    assert Preprocessing(8).to_dict()["input_size"] == 8  # a square as one int, as weights files write it
+    renamed = Preprocessing((4, 6), channel_order="BGR", pixel_range=255, mean=[104, 117, 123], source="other")
+    assert renamed.key() == spec.key() and renamed != spec
+    assert spec.key() == {"input_size": [4, 6], "channel_order": "BGR", "pixel_range": 255.0,
+                          "mean": [104.0, 117.0, 123.0], "std": None}
+    image = np.random.default_rng(3).integers(0, 256, (4, 6, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(ImagePipeline(spec)(image), spec.normalize(image)[0])
+    with pytest.raises(ValueError, match="mean must have 1 or 3 values"):
+        Preprocessing(mean=(1.0, 2.0))
+    with pytest.raises(ValueError, match="channel_order must be"):
+        Preprocessing(channel_order="GBR")
+
+
 def test_input_size_override_and_resize():
-    spec = PreprocessSpec.from_metadata({"input_size": [224, 224]}, input_size=96)
+    spec = Preprocessing.from_metadata({"input_size": [224, 224]}, input_size=96)
     assert spec.input_size == (96, 96)
     assert ImagePipeline(spec)(np.zeros((28, 28), np.uint8)).shape == (3, 96, 96)
-
-
-def test_rescale():
-    assert np.allclose(Rescale(1 / 255)(np.full((2, 2), 255, np.uint8)), 1.0)
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -160,5 +175,5 @@ def test_random_shear_draws_angles_in_range():
 
 def test_compose_passes_rng_along():
     image = np.arange(4, dtype=np.float32).reshape(2, 2)
-    out = Compose([RandomHorizontalFlip(1.0), Rescale(2.0)])(image, rng())
+    out = Compose([RandomHorizontalFlip(1.0), lambda im, g: im * 2])(image, rng())
     np.testing.assert_array_equal(out, image[:, ::-1] * 2)

@@ -174,7 +174,7 @@ def test_preprocessing_formulas():
     np.testing.assert_allclose(torchvision, expected.transpose(0, 3, 1, 2), rtol=1e-5, atol=1e-5)
     caffe = models.CAFFE_OPENNSFW.normalize(rgb[0])
     np.testing.assert_allclose(caffe[0], (rgb[0][..., ::-1] - [104.0, 117.0, 123.0]).transpose(2, 0, 1))
-    assert models.Preprocessing.from_dict(models.KERAS_CAFFE.to_dict()) == models.KERAS_CAFFE
+    assert models.Preprocessing.from_metadata(models.KERAS_CAFFE.to_dict()) == models.KERAS_CAFFE
     with pytest.raises(ValueError, match="expects RGB images"):
         models.TORCHVISION_IMAGENET.normalize(np.zeros((2, 3, 8, 8)))
 

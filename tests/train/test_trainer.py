@@ -1,4 +1,5 @@
 """Trainer: modes, cache, resume = uninterrupted, NaN stop, guardrails, time budget."""
+import dataclasses
 import os
 import warnings
 
@@ -118,7 +119,7 @@ def test_cache_key_follows_weights_data_and_preprocessing(tmp_path):
     assert key["weights"] != other_weights["weights"] and key["data"] != other_data["data"]
     model = make_model()
     spec = spec_of(model)
-    spec.mean = [0.4, 0.4, 0.4]
+    spec = dataclasses.replace(spec, mean=(0.4, 0.4, 0.4))
     other_pre = Trainer(model, splits, spec, TrainConfig(), cache_dir=tmp_path / "cache", show_progress=False)
     assert other_pre.store.cache_parts("train", splits.train, 3, True)["preprocessing"] != key["preprocessing"]
 
@@ -243,7 +244,7 @@ def test_bad_config():
 
 def test_finetune_a_small_real_resnet_keeps_batchnorm_statistics(tmp_path):
     models = pytest.importorskip("minitl.models")
-    from minitl.data import ArrayDataset, DataSplits, PreprocessSpec
+    from minitl.data import ArrayDataset, DataSplits, Preprocessing
     from minitl.train import TransferModel
 
     minitl.manual_seed(0)
@@ -258,7 +259,7 @@ def test_finetune_a_small_real_resnet_keeps_batchnorm_statistics(tmp_path):
     data = ArrayDataset(images, labels, ["a", "b", "c"])
     splits = DataSplits(data, data, ["a", "b", "c"], "noise")
     buffers = {n: b.numpy().copy() for n, b in backbone.named_buffers()}
-    trainer = Trainer(model, splits, PreprocessSpec(16), TrainConfig(mode="finetune", epochs=1, finetune_epochs=1,
+    trainer = Trainer(model, splits, Preprocessing(16), TrainConfig(mode="finetune", epochs=1, finetune_epochs=1,
                       unfreeze=1, batch_size=8, prefetch=0), out_dir=tmp_path / "r", cache_dir=tmp_path / "c",
                       show_progress=False)
     assert model.segment_names == ["stem", "layer1", "layer2"]

@@ -2,7 +2,7 @@
 import numpy as np
 
 import minitl
-from minitl.data import ArrayDataset, DataSplits, PreprocessSpec
+from minitl.data import ArrayDataset, DataSplits
 from minitl.train import TinyNet, TransferModel
 
 
@@ -28,5 +28,5 @@ def make_model(classes=3, seed=1, hidden=8, width=12):
 
 
 def spec_of(model):
-    return PreprocessSpec.from_metadata(model.backbone.preprocessing)
+    return model.backbone.preprocessing
 
