@@ -71,7 +71,7 @@ MODES = ("features", "finetune")
 def cached_inputs(job: Job, log, show_progress=True, unfreeze: int = 0):
     """The trunk's inputs, computed once and cached: activations at the start of the last ``unfreeze``
     stages (0: the pooled features).  Returns (train x, train y, test x, test y, classes, data
-    description, cut, the backbone, its PreprocessSpec, its source)."""
+    description, cut, the backbone, its Preprocessing, its source)."""
     splits = resolve_data(job, log)
     backbone, spec, source = resolve_backbone(job, log)
     mt_random.manual_seed(0)
