@@ -15,6 +15,11 @@ recurrence is made of, so the report can say where time goes:
     python benchmarks/lstm.py                 # 5 rounds; benchmarks/results/lstm.{json,md}
     python benchmarks/lstm.py --threads 1     # one BLAS/OpenMP thread each (steadier on a busy machine)
     python benchmarks/lstm.py --worker minitl # one measurement, JSON on stdout
+    python benchmarks/lstm.py --length 16 --calls 1 --output /tmp/lstm_dry.json   # a dry run (seconds)
+
+The quiet-machine figure (library-default threads; about 2-3 minutes on an idle 2-core machine):
+
+    python benchmarks/lstm.py                 # writes benchmarks/results/lstm.{json,md}
 
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if set, are removed for the workers.  ``uptime`` (load
 average) is recorded beside every result: the machine is shared.
@@ -134,7 +139,7 @@ def worker(framework: str, calls: int) -> dict:
 
 
 def _run_worker(framework: str, calls: int, threads: int | None) -> dict:
-    done = harness.run_worker([__file__, "--worker", framework, "--calls", calls], threads=threads)
+    done = harness.run_worker([__file__, "--worker", framework, "--calls", calls, "--length", T], threads=threads)
     return done.last(f"{framework} worker")
 
 
@@ -167,6 +172,7 @@ def _report(runs, args, argv, uptimes) -> dict:
             "step_gemm_us": 1e6 * step, "step_gemm_gflops": statistics.median(r["step_gemm_gflops"] for r in m),
             "step_gemms_ms": 1e3 * step * 2 * T, "step_gemms_share": step * 2 * T / total,
             "big_gemms_ms": 1e3 * big, "big_gemms_share": big / total,
+            "big_gemms_gflops": 4 * 2 * T * N * I * 4 * H / big / 1e9,
             "elementwise_and_python_ms": 1e3 * (total - step * 2 * T - big),
         },
         "runs": runs, "uptime": uptimes,
@@ -193,6 +199,12 @@ def _markdown(report) -> str:
         f"- the big GEMMs over all T·N rows (input projection, dX, dW_ih, dW_hh): {w['big_gemms_ms']:.1f} ms = "
         f"{100 * w['big_gemms_share']:.0f}%",
         f"- the gates' elementwise work and Python per step: {w['elementwise_and_python_ms']:.1f} ms", "",
+        f"What bounds the step GEMMs: each is {2 * N * H * 4 * H / 1e6:.1f} MFLOP and needs h_(t-1) from the step "
+        f"before, so the {2 * T} of them run one after the other and cannot be batched; at that size the BLAS "
+        "call and thread fork/join overheads are comparable to the arithmetic (minitl runs them on one thread), "
+        f"and W_hh (128 x 512 floats = 256 KB) is re-read from cache every step: {w['step_gemm_gflops']:.1f} "
+        f"GFLOP/s per step GEMM against {w.get('big_gemms_gflops', float('nan')):.1f} GFLOP/s for the big GEMMs "
+        "over all T·N rows.", "",
         f"Load average (1 min) seen by the workers: {min(loads):.1f}–{max(loads):.1f}. uptime before/after: "
         + " | ".join(report["uptime"]), "",
         f"{report['note']}.", "",
@@ -200,13 +212,16 @@ def _markdown(report) -> str:
 
 
 def main(argv=None) -> int:
+    global T  # noqa: PLW0603 (the workers' shapes are module constants; the length is settable for a dry run)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", choices=["minitl", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds (>= 5; default 5)")
     parser.add_argument("--calls", type=int, default=7, help="timed calls per worker (default 7)")
     parser.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads for both (default: libraries')")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/lstm.json)")
+    parser.add_argument("--length", type=int, default=T, help=f"sequence length (default {T}; less: a dry run)")
     args = parser.parse_args(argv)
+    T = args.length
     if args.worker:
         print(json.dumps(worker(args.worker, args.calls)))
         return 0
