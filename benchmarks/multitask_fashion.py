@@ -89,13 +89,38 @@ def run_one(x, y, xt, yt, to_group, heads, seed, config, weighting="fixed", extr
             "negative_cos_share": conflict.get("negative_share"), "final_task_weights": result["history"][-1]["task_weights"]}
 
 
+def write(args, results, described, classes, config, load_before, out, argv=None) -> dict:
+    """Summary over the runs so far, and the result file (rewritten after every run)."""
+    summary = {}
+    base = {r["seed"]: r["main_accuracy"] for r in results["single"]}
+    for name, rows in results.items():
+        if not rows:
+            continue
+        acc = numpy.array([r["main_accuracy"] for r in rows])
+        gain = numpy.array([r["main_accuracy"] - base[r["seed"]] for r in rows if r["seed"] in base] or [numpy.nan])
+        summary[name] = {"main_mean": float(acc.mean()), "main_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                         "gain_mean": float(gain.mean()), "gain_min": float(gain.min()), "gain_max": float(gain.max()),
+                         "mean_cos": (float(numpy.mean([r["mean_cos"] for r in rows])) if rows[0]["mean_cos"] is not None
+                                      else None),
+                         "steps": rows[0]["steps"], "train_seconds_mean": float(numpy.mean([r["train_seconds"] for r in rows]))}
+    payload = {"part": args.part, "data": described, "groups": default_groups(classes), "config": config,
+               "seeds": args.seeds, "summary": summary, "runs": results, "load_before": load_before,
+               "load_after": load_average(), "machine": f"{platform.node()}, {os.cpu_count()} CPUs, shared with other jobs",
+               "command": "python benchmarks/multitask_fashion.py " + " ".join(argv or sys.argv[1:])}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    return summary
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["features", "pixels"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--extra", type=int, default=4000, help="pixels: images with only the coarse label")
+    parser.add_argument("--out", help="result file (default benchmarks/results/multitask_fashion_<part>.json)")
     args = parser.parse_args(argv)
+    out = Path(args.out) if args.out else RESULTS / f"multitask_fashion_{args.part}.json"
     load_before = load_average()
     if args.part == "features":
         x, y, xt, yt, classes, described = features_data()
@@ -120,23 +145,8 @@ def main(argv=None) -> int:
             print(f"seed {seed} {name:<28} main {100 * row['main_accuracy']:.2f}%  "
                   f"cos {row['mean_cos'] if row['mean_cos'] is None else round(row['mean_cos'], 3)}  "
                   f"{row['wall_seconds']:.0f}s  load {load_average()}", flush=True)
-    summary = {}
-    base = numpy.array([r["main_accuracy"] for r in results["single"]])
-    for name, rows in results.items():
-        acc = numpy.array([r["main_accuracy"] for r in rows])
-        gain = acc - base
-        summary[name] = {"main_mean": float(acc.mean()), "main_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                         "gain_mean": float(gain.mean()), "gain_min": float(gain.min()), "gain_max": float(gain.max()),
-                         "mean_cos": (float(numpy.mean([r["mean_cos"] for r in rows])) if rows[0]["mean_cos"] is not None
-                                      else None),
-                         "steps": rows[0]["steps"], "train_seconds_mean": float(numpy.mean([r["train_seconds"] for r in rows]))}
-    payload = {"part": args.part, "data": described, "groups": default_groups(classes), "config": config,
-               "seeds": args.seeds, "summary": summary, "runs": results, "load_before": load_before,
-               "load_after": load_average(), "machine": f"{platform.node()}, {os.cpu_count()} CPUs, shared with other jobs",
-               "command": "python benchmarks/multitask_fashion.py " + " ".join(argv or sys.argv[1:])}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"multitask_fashion_{args.part}.json"
-    out.write_text(json.dumps(payload, indent=1))
+            write(args, results, described, classes, config, load_before, out, argv)  # partial results survive a kill
+    summary = write(args, results, described, classes, config, load_before, out, argv)
     for name, s in summary.items():
         print(f"{name:<28} main {100 * s['main_mean']:.2f}% ± {100 * s['main_std']:.2f}  gain {100 * s['gain_mean']:+.2f} "
               f"[{100 * s['gain_min']:+.2f}, {100 * s['gain_max']:+.2f}]  cos {s['mean_cos']}")

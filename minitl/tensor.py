@@ -244,6 +244,7 @@ class Tensor:
                 else:
                     tensor.grad = Tensor(tensor.grad.data + g)
                 continue
+            fn.graph_retained = retain_graph  # backward may free what it saved early only when False
             input_grads = fn.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
@@ -452,6 +453,8 @@ class Function:
     Subclasses implement ``forward(self, *arrays, **options)`` and ``backward(self, grad)``,
     and keep what backward needs on ``self``.  ``self.needs_input_grad[i]`` tells backward
     whether input ``i`` wants a gradient, so it can skip work for frozen inputs.
+    ``self.graph_retained`` (set before each ``backward``) is True under ``retain_graph=True``:
+    backward must then leave what it saved intact (it may run again).
     """
 
     inputs: tuple

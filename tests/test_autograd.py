@@ -152,3 +152,27 @@ def test_a_bare_host_state_from_an_older_checkpoint_still_restores_the_host_gene
     mt_random.manual_seed(6)
     mt_random.set_state(old)
     assert np.array_equal(mt_random.generator().random(4), expected)
+
+
+# ============================================================================ retain_graph through every layer kind
+def test_retain_graph_through_conv_bn_pool_attention_layers_gives_twice_the_gradient(backend):
+    """Back-propagating a retained graph twice must add exactly the same gradient again: no backward
+    may free or change what it saved (the convolution once dropped its column matrix in backward)."""
+    from minitl import nn, random as mt_random
+
+    mt_random.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 4, 3, stride=2, padding=1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+                        nn.Dropout(0.3), nn.Linear(4, 3))
+    encoder = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.2)
+    rng = np.random.default_rng(0)
+    cases = [(cnn, Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))),
+             (encoder, Tensor(rng.standard_normal((2, 5, 8)).astype(np.float32)))]
+    for model, x in cases:
+        model.train()
+        loss = (model(x) ** 2).sum()
+        loss.backward(retain_graph=True)
+        once = [p.grad.numpy().copy() for p in model.parameters()]
+        loss.backward()
+        for p, g in zip(model.parameters(), once):
+            np.testing.assert_allclose(p.grad.numpy(), 2 * g, rtol=1e-5, atol=1e-6)

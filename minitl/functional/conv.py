@@ -259,7 +259,8 @@ class Conv2d(Function):
                 gcol_w = part
             else:
                 gcol_w += part
-        self.col = None
+        if not getattr(self, "graph_retained", False):  # free the column matrix before grad_x's buffers
+            self.col = None
         # (G, Og, KH, KW, Cg) -> (G, Og, Cg, KH, KW) -> OIHW
         return gcol_w.reshape(groups, Og, KH, KW, Cg).transpose(0, 1, 4, 2, 3).reshape(O, Cg, KH, KW)
 
