@@ -11,6 +11,9 @@ so do NaN/Inf weights after an epoch's last step (never written to a checkpoint)
 outputs on the held-out split (an error naming the split and whether its data is at fault).
 The checkpoint before the newest is kept (``checkpoint.prev.npz``): a damaged newest one is
 skipped with a message.  Temporaries left by a killed run in the output folder are removed on start.
+A trainer with ``light_checkpoints`` (the text trainer: a 90 MB frozen encoder under a small head)
+stores only the arrays that changed since the run began; each unchanged one is kept as a reference,
+its sha256, which ``resume`` checks against the freshly built model (the same pretrained weights).
 Guardrails: a warning when a frozen part still has BatchNorm in training mode, and a check that
 every frozen parameter and buffer is bitwise unchanged at the end of each phase.
 
@@ -264,6 +267,34 @@ class Trainer:
         return bad
 
     # ------------------------------------------------------------------ the run
+    light_checkpoints = False  # True: unchanged arrays go into checkpoints as sha256 references only
+
+    def _checkpoint_model_state(self, state) -> dict:
+        """The checkpoint's model entries: ``model`` (arrays) and, with ``light_checkpoints``,
+        ``unchanged`` (name -> sha256 of the arrays still equal to the run's starting ones)."""
+        if not self.light_checkpoints:
+            return {"model": state}
+        digests = state_digest(state.items())
+        unchanged = {name: digest for name, digest in digests.items() if self._pristine.get(name) == digest}
+        return {"model": {name: value for name, value in state.items() if name not in unchanged},
+                "unchanged": unchanged}
+
+    def _restore_model_state(self, checkpoint: dict, path) -> dict:
+        """The full state_dict to load: the checkpoint's arrays, plus the model's own arrays for the
+        names it references, which must hash to the recorded digests (the same pretrained weights)."""
+        unchanged = checkpoint.get("unchanged") or {}
+        if not unchanged:
+            return checkpoint["model"]
+        own = self.model.state_dict()
+        digests = state_digest((name, own[name]) for name in unchanged if name in own)
+        differ = [name for name, digest in unchanged.items() if digests.get(name) != digest]
+        if differ:
+            raise CheckpointError(
+                f"{path} refers to {len(unchanged)} unchanged pretrained array(s), but {len(differ)} differ here "
+                f"({', '.join(differ[:3])}{' ...' if len(differ) > 3 else ''}): the run started from other weights; "
+                "resume with the same --weights, or start afresh")
+        return {**{name: own[name] for name in unchanged}, **checkpoint["model"]}
+
     def _checkpoint_path(self):
         return os.path.join(self.out_dir, "checkpoint.npz") if self.out_dir else None
 
@@ -290,7 +321,7 @@ class Trainer:
             raise CheckpointError(
                 f"{path} belongs to another run (different settings, data or network); "
                 "start afresh without --resume or use another output folder")
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(self._restore_model_state(state, path))
         mt_random.set_state(state["rng"])
         progress = _Progress(history=state["history"], train_seconds=state["train_seconds"], phase=state["phase"],
                              epoch=state["epoch"], optimizer=state["optimizer"], identity=identity)
@@ -304,6 +335,7 @@ class Trainer:
         phases = self.plan()
         _ = self.weights_id  # the pretrained weights' digest (cache key), taken before any checkpoint loads
         self.log(self.describe_data(phases))
+        self._pristine = state_digest(self.model.state_dict().items()) if self.light_checkpoints else None
         progress = self._start(resume, phases)
         broadcast_module(self.model, self.comm)  # every rank from rank 0's weights
         run_began = time.perf_counter()
@@ -392,7 +424,7 @@ class Trainer:
         if path and self.comm.is_root:
             save_checkpoint(path, {
                 "identity": progress.identity, "phase": index, "epoch": epoch + 1,
-                "model": state, "optimizer": optimizer.state_dict(),
+                **self._checkpoint_model_state(state), "optimizer": optimizer.state_dict(),
                 "rng": mt_random.get_state(), "history": progress.history, "train_seconds": progress.train_seconds,
             })
         if out_of_time:

@@ -117,11 +117,26 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, mode):
     killed._train_epoch = epoch_or_kill
     with pytest.raises(Killed):
         killed.fit()
-    assert len(ck.load_checkpoint(tmp_path / "b" / "checkpoint.npz")["history"]) == 1
-    resumed = model_with(tiny_bert(seed=5), seed=5)
+    saved = ck.load_checkpoint(tmp_path / "b" / "checkpoint.npz")
+    assert len(saved["history"]) == 1
+    if mode == "features":  # the frozen encoder is referenced (sha256), not rewritten: only the head is stored
+        assert sorted(saved["model"]) == ["head.fc.bias", "head.fc.weight"]
+    else:  # everything trains but the pooler, which mean pooling leaves unused
+        assert sorted(saved["unchanged"]) == ["backbone.bert.pooler.bias", "backbone.bert.pooler.weight"]
+    assert len(saved["model"]) + len(saved["unchanged"]) == len(straight.state_dict())
+    # resume rebuilds the model as the CLI does: the same pretrained encoder, the head's initial
+    # weights from another seed (the checkpoint must bring back every array that moved)
+    resumed = model_with(tiny_bert(seed=0), seed=5)
     trainer(resumed, tmp_path / "b", mode).fit(resume=True)
     for name, value in straight.state_dict().items():
         assert np.array_equal(value, resumed.state_dict()[name]), name
+
+
+def test_features_checkpoint_refuses_to_resume_on_other_pretrained_weights(tmp_path):
+    trainer(model_with(tiny_bert()), tmp_path / "r", "features", epochs=1).fit()
+    other = trainer(model_with(tiny_bert(seed=7)), tmp_path / "r", "features", epochs=1)
+    with pytest.raises(ck.CheckpointError, match="other weights"):
+        other.fit(resume=True)
 
 
 def test_saved_classifier_evaluate_and_predict(tmp_path):
