@@ -77,7 +77,7 @@ def read_in_child(read, path, kind: str):
         try:
             with os.fdopen(receive, "rb") as stream:
                 result = _receive(stream, budget)
-            _, status = os.waitpid(pid, 0)
+            status = _wait(pid)
         finally:
             if status is None:  # interrupted (Ctrl-C, a timer) or a malformed record: the child goes too
                 _kill(pid)
@@ -262,9 +262,17 @@ def _widen(fd, size=2**20):
         pass
 
 
+def _wait(pid) -> int:
+    """The child's exit status (0 where SIGCHLD is ignored and the system reaped it already)."""
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return 0
+
+
 def _kill(pid):
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    os.waitpid(pid, 0)
+    _wait(pid)
