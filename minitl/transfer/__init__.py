@@ -1,6 +1,7 @@
 """Weight transplant: read weights exported by other frameworks into minitl's models.
 
-    api.py          load_weights, load_model, save_npz, convert (+ the TransferReport / audit table)
+    api.py          load_weights, load_model, save_npz, convert: reading a file and mapping it onto a model
+    report.py       TransferReport / MappingRow: what went where, the audit table, JSON
     npz.py          .npz (allow_pickle=False), minitl's own format with JSON metadata
     safetensors.py  .safetensors (pure NumPy reader)
     pytorch.py      .pth/.pt without torch: a restricted unpickler (tensors only)
@@ -11,10 +12,9 @@
     errors.py       WeightsError (a ValueError) and its kinds; reading(): every reader's failure -> one line
     limits.py       the size budget (MINITL_MAX_LOAD_BYTES): what a file may make minitl allocate
 """
-from .api import (
-    MappingRow, TransferReport, convert, detect_format, load_model, load_weights, read_file, resolve_source, save_npz,
-)
+from .api import convert, detect_format, load_model, load_weights, read_file, resolve_source, save_npz
 from .errors import ArchitectureMismatchError, CorruptFileError, SizeLimitError, UnsafeFileError, WeightsError
+from .report import MappingRow, TransferReport
 
 __all__ = [
     "load_weights", "load_model", "save_npz", "convert", "read_file", "detect_format", "resolve_source",

