@@ -260,20 +260,10 @@ def run_evaluate(args) -> int:
     args.device = resolve_device(args)
     from ..train import text_workflow  # noqa: PLC0415
 
-    if text_workflow.is_text_classifier(args.model):
-        report = text_workflow.text_evaluate(args.model, args.data, test_per_class=args.test_per_class,
-                                             batch_size=args.eval_batch_size,
-                                             show_progress=not (args.quiet or args.json), log=_logger(args),
-                                             device=None if args.device == "cpu" else args.device)
-        if args.json:
-            print(json.dumps(report, indent=2))
-            return 0
-        print(f"{report['data']}")
-        _print_result(report, args)
-        return 0
-    report = _workflow().evaluate(args.model, args.data, test_per_class=args.test_per_class,
-                                  batch_size=args.eval_batch_size, show_progress=not (args.quiet or args.json),
-                                  log=_logger(args), device=None if args.device == "cpu" else args.device)
+    evaluate = text_workflow.text_evaluate if text_workflow.is_text_classifier(args.model) else _workflow().evaluate
+    report = evaluate(args.model, args.data, test_per_class=args.test_per_class, batch_size=args.eval_batch_size,
+                      show_progress=not (args.quiet or args.json), log=_logger(args),
+                      device=None if args.device == "cpu" else args.device)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
