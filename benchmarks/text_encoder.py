@@ -170,7 +170,7 @@ def _profile_minitl(step) -> dict:
     profiler.runcall(step)
     stats = pstats.Stats(profiler).stats
     families = {"GEMMs (Linear fwd/bwd)": ("dense.py",), "attention (QKᵀ, PV, their backward)": ("attention.py:",),
-                "LayerNorm": ("layer_norm.py",), "GELU (erf)": ("activation.py", "backend.py:2"),
+                "LayerNorm": ("layer_norm.py",), "GELU (erf)": ("activation.py", "functional/erf.py", "backend.py:2"),
                 "embedding": ("embedding.py",), "optimizer": ("optim/",), "loss": ("loss.py",)}
     totals, total = {name: 0.0 for name in families}, 0.0
     softmax = 0.0

@@ -1,6 +1,6 @@
 """Differentiable ops, one home per formula (torch-style names and signatures).
 
-    dense.py       linear                      y = x Wᵀ + b
+    dense.py       linear, linear_concat       y = x Wᵀ + b (linear_concat: k layers on one input, one GEMM)
     activation.py  sigmoid, tanh, relu, ...    h = f(a)
     loss.py        cross_entropy, mse_loss...  J(ŷ, y)
     multitask.py   joint_loss, task_terms      J = Σ_k λ_k L_k, or Σ_k exp(−s_k) L_k + s_k
@@ -12,13 +12,15 @@
     recurrent.py   rnn/lstm/gru cells, layers  h_t = f(W_x x_t + W_h h_{t−1} + b), LSTM, GRU
     layer_norm.py  layer_norm                  y = γ (x − μ)/√(σ² + ε) + β, per position
     embedding.py   embedding                   y = W[ids]
-    attention.py   scaled_dot_product_attention, multi_head_attention, masked_softmax
-                                               O = softmax(Q Kᵀ/√d + M) V
+    attention.py   scaled_dot_product_attention, multi_head_attention, masked_softmax,
+                   self_attention_packed       O = softmax(Q Kᵀ/√d + M) V
+    erf.py         erf                         erf(x) ≈ x P(x²)/Q(x²) in float32 (the exact GELU's)
 """
-from .attention import additive_mask, masked_softmax, multi_head_attention, scaled_dot_product_attention
+from .attention import (additive_mask, masked_softmax, multi_head_attention, scaled_dot_product_attention,
+                        self_attention_packed)
 from .activation import gelu, leaky_relu, log_softmax, relu, relu6, sigmoid, softmax, tanh
 from .conv import conv2d
-from .dense import linear
+from .dense import linear, linear_concat
 from .dropout import dropout
 from .embedding import embedding
 from .layer_norm import layer_norm
@@ -30,7 +32,7 @@ from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll
 from .multitask import joint_loss, task_terms
 
 __all__ = [
-    "linear", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "pad2d", "same_padding", "gelu", "softmax", "log_softmax",
+    "linear", "linear_concat", "self_attention_packed", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "pad2d", "same_padding", "gelu", "softmax", "log_softmax",
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "dropout",
     "joint_loss", "task_terms",
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from .. import backend
 from ..tensor import Function, Tensor
+from . import erf as _erf
 
 
 class Sigmoid(Function):
@@ -75,6 +78,9 @@ class GELU(Function):
     """GELU(x) = x Φ(x), Φ(x) = ½(1 + erf(x/√2));   GELU'(x) = Φ(x) + x φ(x), φ the normal pdf.
 
     ``approximate="tanh"``: x · ½(1 + tanh(√(2/π)(x + 0.044715x³))), as PyTorch's option.
+    A contiguous float32 NumPy array goes through both passes in blocks of :data:`erf.BLOCK`
+    elements (erf by the rational approximation of minitl.functional.erf), so the dozen element-wise
+    steps of each run in the L2 cache instead of streaming the whole activation a dozen times.
     """
 
     def forward(self, x, approximate="none"):
@@ -83,8 +89,21 @@ class GELU(Function):
         if approximate == "tanh":
             self.t = xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
             return 0.5 * x * (1 + self.t)
+        if _erf.is_fast(x):
+            return self._forward_blocks(x)
         self.cdf = (0.5 * (1 + backend.erf(xp, x / math.sqrt(2)))).astype(x.dtype, copy=False)
         return x * self.cdf
+
+    def _forward_blocks(self, x):
+        flat, cdf, y = x.reshape(-1), numpy.empty(x.size, x.dtype), numpy.empty(x.size, x.dtype)
+        for a, b in _erf.blocks(x.size):
+            c = numpy.multiply(flat[a:b], _SQRT_HALF, out=cdf[a:b])
+            _erf.erf_rational32(c, out=c)
+            c *= 0.5
+            c += 0.5  # Φ(x) = ½(1 + erf(x/√2))
+            numpy.multiply(flat[a:b], c, out=y[a:b])
+        self.cdf = cdf.reshape(x.shape)
+        return y.reshape(x.shape)
 
     def backward(self, g):
         xp = backend.get_array_module(g)
@@ -93,8 +112,28 @@ class GELU(Function):
             k = math.sqrt(2 / math.pi)
             dt = (1 - self.t**2) * k * (1 + 3 * 0.044715 * x**2)
             return g * (0.5 * (1 + self.t) + 0.5 * x * dt)
+        if _erf.is_fast(x) and _erf.is_fast(g):
+            return self._backward_blocks(x, g)
         pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return g * (self.cdf + x * pdf)
+
+    def _backward_blocks(self, x, g):
+        flat, cdf, gf = x.reshape(-1), self.cdf.reshape(-1), g.reshape(-1)
+        out = numpy.empty(x.size, x.dtype)
+        for a, b in _erf.blocks(x.size):
+            xb, o = flat[a:b], out[a:b]
+            numpy.multiply(xb, xb, out=o)
+            o *= -0.5
+            numpy.exp(o, out=o)
+            o *= xb
+            o *= _INV_SQRT_2PI  # x φ(x)
+            o += cdf[a:b]
+            o *= gf[a:b]  # g (Φ(x) + x φ(x))
+        return out.reshape(x.shape)
+
+
+_SQRT_HALF = numpy.float32(math.sqrt(0.5))
+_INV_SQRT_2PI = numpy.float32(1 / math.sqrt(2 * math.pi))
 
 
 class Softmax(Function):

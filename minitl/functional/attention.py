@@ -28,7 +28,7 @@ import numpy
 from .. import backend
 from .. import random as mt_random
 from ..tensor import Function, Tensor
-from .dense import linear
+from .dense import linear, linear_concat
 
 
 def _masked_softmax(xp, s, mask):
@@ -122,6 +122,93 @@ class ScaledDotProductAttention(Function):
         return grad_q, grad_k, grad_v
 
 
+class PackedSelfAttention(Function):
+    """Self-attention on the packed projections Y = [Q | K | V] (N, T, 3D) -> the merged heads (N, T, D).
+
+    The same formulas as :class:`ScaledDotProductAttention` (module docstring), per head of d = D/h,
+    but the heads are read from and written to (N, T, h, d) views — no split/merge copies, and dJ/dY
+    comes back packed for the one Q/K/V GEMM — and on the CPU the work goes a few sequences at a time
+    so that S, P and dJ/dP stay in cache through softmax, dropout and their backward.  Saved for
+    backward: Y, P and the dropout's keep-mask Z (booleans); P̃ = P ⊙ Z/(1 − p) is recomputed.
+    """
+
+    def forward(self, y, mask=None, *, num_heads, dropout_p=0.0, scale=None):
+        xp = backend.get_array_module(y)
+        n, t, width = y.shape
+        self.heads, d = num_heads, width // (3 * num_heads)
+        self.scale = 1.0 / math.sqrt(d) if scale is None else scale
+        self.y, self.mask, self.dropout_p = y, _as_4d(mask), dropout_p
+        q, k, v = _unpack(y, num_heads)
+        out = xp.empty((n, t, num_heads, d), dtype=y.dtype)
+        self.p = xp.empty((n, num_heads, t, t), dtype=y.dtype)
+        self.keep = xp.empty(self.p.shape, dtype=bool) if dropout_p > 0.0 else None
+        heads_out = out.transpose(0, 2, 1, 3)  # (N, h, T, d) view of the (N, T, h·d) result
+        with backend.single_thread_blas(xp):  # many small GEMMs: threads cost more than they give
+            for a, b in _chunks(xp, n, num_heads * t * t):
+                p = self.p[a:b]
+                xp.matmul(q[a:b], xp.swapaxes(k[a:b], -1, -2), out=p)  # S = Q Kᵀ
+                p *= self.scale
+                soft = _masked_softmax(xp, p, _rows(self.mask, a, b))  # in place unless the mask is wider
+                if soft is not p:
+                    p[...] = soft
+                if self.keep is not None:
+                    self.keep[a:b] = mt_random.uniform_like(p) >= dropout_p
+                    p = p * self.keep[a:b]
+                    p *= 1.0 / (1.0 - dropout_p)  # P̃ = P ⊙ Z / (1 − p)
+                xp.matmul(p, v[a:b], out=heads_out[a:b])  # O = P̃ V
+        return out.reshape(n, t, num_heads * d)
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        n, t, width = self.y.shape
+        h = self.heads
+        q, k, v = _unpack(self.y, h)
+        grad = xp.empty((n, t, 3, h, width // (3 * h)), dtype=g.dtype)
+        gq, gk, gv = (grad[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        g = g.reshape(n, t, h, -1).transpose(0, 2, 1, 3)  # G per head, (N, h, T, d)
+        inverse_keep = 1.0 / (1.0 - self.dropout_p)
+        with backend.single_thread_blas(xp):
+            for a, b in _chunks(xp, n, h * t * t):
+                p = self.p[a:b]
+                p_used = p if self.keep is None else p * self.keep[a:b] * inverse_keep  # P̃
+                xp.matmul(xp.swapaxes(p_used, -1, -2), g[a:b], out=gv[a:b])  # dJ/dV = P̃ᵀ G
+                grad_p = g[a:b] @ xp.swapaxes(v[a:b], -1, -2)  # dJ/dP̃ = G Vᵀ
+                scale = self.scale
+                if self.keep is not None:
+                    grad_p *= self.keep[a:b]  # dJ/dP = dJ/dP̃ ⊙ Z/(1 − p); the 1/(1 − p) joins 1/√d below
+                    scale *= inverse_keep
+                grad_s = _softmax_backward(p, grad_p)
+                grad_s *= scale
+                xp.matmul(grad_s, k[a:b], out=gq[a:b])  # dJ/dQ = dJ/dS K /√d
+                xp.matmul(xp.swapaxes(grad_s, -1, -2), q[a:b], out=gk[a:b])  # dJ/dK = dJ/dSᵀ Q /√d
+        return grad.reshape(n, t, width)
+
+
+def _unpack(y, heads):
+    """Y (N, T, 3·h·d) -> Q, K, V as (N, h, T, d) views (no copy)."""
+    n, t, width = y.shape
+    packed = y.reshape(n, t, 3, heads, width // (3 * heads))
+    return (packed[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+
+
+def _as_4d(mask):
+    return None if mask is None else mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+
+
+def _rows(mask, a, b):
+    """The part of a (N or 1, …) mask for sequences a:b."""
+    return None if mask is None else (mask if mask.shape[0] == 1 else mask[a:b])
+
+
+_CACHE_ELEMENTS = 1 << 20  # 4 MB of float32 scores per chunk: in the last-level cache while softmax runs
+
+
+def _chunks(xp, n, per_sequence):
+    """(start, stop) runs of sequences: a few at a time on the CPU, all at once on a GPU."""
+    step = n if xp is not numpy else max(1, _CACHE_ELEMENTS // max(per_sequence, 1))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
 def _unbroadcast_to(grad, shape):
     if grad.shape == tuple(shape):
         return grad
@@ -173,6 +260,22 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask=None, dro
                                            dropout_p=dropout_p if training else 0.0, scale=scale)
 
 
+def self_attention_packed(y: Tensor, num_heads: int, mask=None, dropout_p: float = 0.0,
+                          training: bool = True, scale: float | None = None) -> Tensor:
+    """Multi-head self-attention on packed projections: Y = [Q | K | V] (N, T, 3D) -> (N, T, D).
+
+    Head i reads columns i·d … (i+1)·d of each of Q, K, V and writes the same columns of the result:
+    O_i = dropout_p(softmax(Q_i K_iᵀ/√d + M)) V_i, d = D/h.  ``mask`` additive, broadcastable to (N, h, T, T).
+    """
+    if y.ndim != 3 or y.shape[-1] % (3 * num_heads):
+        raise ValueError(f"self_attention_packed: expected (N, T, 3·D) with D divisible by {num_heads} heads, "
+                         f"got shape {y.shape}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
+    return PackedSelfAttention.apply(y, mask=_mask_array(mask, y, y.dtype), num_heads=num_heads,
+                                     dropout_p=dropout_p if training else 0.0, scale=scale)
+
+
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
     """(N, T, D) -> (N, h, T, D/h)."""
     n, t, d = x.shape
@@ -196,6 +299,11 @@ def multi_head_attention(query: Tensor, key: Tensor, value: Tensor, num_heads: i
     width = query.shape[-1]
     if width % num_heads:
         raise ValueError(f"multi_head_attention: width {width} is not divisible by {num_heads} heads")
+    if key is query and value is query and query.ndim == 3:  # self-attention: one Q/K/V GEMM, packed heads
+        packed = linear_concat(query, (q_weight, k_weight, v_weight),
+                               None if q_bias is None else (q_bias, k_bias, v_bias))
+        heads = self_attention_packed(packed, num_heads, mask, dropout_p, training)
+        return linear(heads, out_weight, out_bias)
     q = split_heads(linear(query, q_weight, q_bias), num_heads)
     k = split_heads(linear(key, k_weight, k_bias), num_heads)
     v = split_heads(linear(value, v_weight, v_bias), num_heads)

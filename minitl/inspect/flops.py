@@ -54,6 +54,20 @@ def op_flops(op: str, in_shapes: list, out_shape: tuple, options: dict, wants: t
         forward = 2 * m * k * n + (m * n if bias else 0)
         backward = 2 * m * k * n * (wants[0] + wants[1]) + (m * n if bias and wants[2] else 0)
         return forward, backward
+    if op == "LinearConcat":  # y = x [W₁; …; W_k]ᵀ + b: one GEMM over the stacked weights
+        k = (len(in_shapes) - 1) // 2 if options.get("biased") else len(in_shapes) - 1
+        weights = in_shapes[1:k + 1]
+        out = sum(w[0] for w in weights)
+        m, width = prod(in_shapes[0][:-1]), in_shapes[0][-1]
+        gemm = 2 * m * width * out
+        bias = m * out if options.get("biased") else 0
+        return gemm + bias, gemm * (wants[0] + any(wants[1:k + 1])) + (bias if any(wants[k + 1:]) else 0)
+    if op == "PackedSelfAttention":  # Y = [Q | K | V] (N, T, 3D): h heads of d = D/h
+        n, t, width = in_shapes[0]
+        scores = n * options["num_heads"] * t * t
+        d = width // 3 // options["num_heads"]
+        forward = 4 * scores * d + 6 * scores
+        return forward, (6 * scores * d + 4 * scores) * wants[0]
     if op == "MatMul":
         gemm = _gemm(in_shapes[0], in_shapes[1], out_shape)
         return gemm, gemm * (wants[0] + wants[1])
@@ -132,6 +146,9 @@ def workspace(op: str, in_shapes: list, out_shape: tuple, options: dict, itemsiz
         if xp is numpy and len(x) == 2 and 4 * x[0] <= w[0]:
             return x[0] * w[0] * itemsize, "(W xᵀ)ᵀ copy"
         return 0, ""
+    if op == "PackedSelfAttention":
+        n, t, _ = in_shapes[0]
+        return n * options["num_heads"] * t * t * (itemsize + 1), "attention probabilities P and dropout mask"
     if op == "ScaledDotProductAttention":
         q, k = in_shapes[0], in_shapes[1]
         return prod(q[:-2]) * q[-2] * k[-2] * itemsize, "attention scores"

@@ -39,6 +39,10 @@ def activation_fn(name: str):
 class MultiheadAttention(Module):
     """Multi-head (self- or cross-) attention, separate Q/K/V projections as BERT stores them.
 
+    Self-attention (no ``key``/``value`` given) runs the three projections as one GEMM over the
+    stacked weights (F.linear_concat) and attends on the packed result (F.self_attention_packed):
+    the parameters and their names stay ``query``, ``key``, ``value``, ``out_proj``.
+
     ``forward(query, key=None, value=None, mask=None)``: (N, T, D) inputs, key/value default to query;
     ``mask`` additive (0 keep, −∞ drop), broadcastable to (N, h, Tq, Tk).  ``dropout``: on the weights.
     """

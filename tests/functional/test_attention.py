@@ -150,3 +150,61 @@ def test_multi_head_attention_matches_torch_and_gradcheck(backend):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-10)
     check_grad(lambda a, *w: F.multi_head_attention(a, a, a, 2, *w, mask=mask, dropout_p=0.2), x[:, :, :4],
                *[w[:4, :4] if w.ndim == 2 else w[:4] for w in flat])
+
+
+# ---------------------------------------------------------------- packed self-attention (one Q/K/V GEMM)
+def _split_path(x, heads, weights, mask, dropout_p):
+    """Multi-head self-attention through separate Q, K, V projections and split/merged heads (the
+    generic path: ``key`` is another tensor than ``query``, so F.multi_head_attention does not pack)."""
+    return F.multi_head_attention(x, x * 1.0, x * 1.0, heads, *weights, mask=mask, dropout_p=dropout_p)
+
+
+@settings(FEW)
+@given(n=st.integers(1, 3), t=st.integers(1, 5), heads=st.sampled_from([1, 2, 3]), d=st.integers(1, 3),
+       dtype=DTYPES, masked=st.sampled_from(["none", "padding", "square"]), dropout=st.sampled_from([0.0, 0.3]),
+       cache=st.sampled_from([1, 1 << 20]), data=st.data())
+def test_packed_self_attention_equals_the_split_path(backend, monkeypatch, n, t, heads, d, dtype, masked, dropout,
+                                                     cache, data):
+    """Same outputs and gradients (dropout included, same seed: the same draws in the same order),
+    one sequence per chunk or all at once."""
+    monkeypatch.setattr(minitl.functional.attention, "_CACHE_ELEMENTS", cache)
+    width = heads * d
+    x = data.draw(arrays(dtype, (n, t, width), floats(-2, 2)))
+    weights = [data.draw(arrays(dtype, shape, floats(-1, 1))) for _ in range(4) for shape in ((width, width), (width,))]
+    mask = None
+    if masked == "padding":
+        mask = _padding_mask(data, (n,), t)[:, None].astype(dtype)  # (N, 1, 1, T), fully masked rows too
+    elif masked == "square":
+        mask = np.where(np.tril(np.ones((t, t))) > 0, 0.0, -np.inf).astype(dtype)  # (T, T), causal
+    grads, outs = [], []
+    for path in ("packed", "split"):
+        minitl.manual_seed(3)
+        inputs = [tensor(a, requires_grad=True) for a in [x] + weights]
+        if path == "packed":
+            out = F.multi_head_attention(inputs[0], inputs[0], inputs[0], heads, *inputs[1:], mask=mask,
+                                         dropout_p=dropout)
+        else:
+            out = _split_path(inputs[0], heads, inputs[1:], mask, dropout)
+        (out * tensor(np.cos(np.arange(out.data.size)).reshape(out.shape).astype(dtype))).sum().backward()
+        outs.append(out.numpy())
+        grads.append([a.grad.numpy() for a in inputs])
+    # float32: the two paths round differently and a weight's gradient sums cancelling terms; float64 is the check
+    tol = dict(rtol=1e-3, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(outs[0], outs[1], **tol)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+def test_packed_self_attention_gradcheck_and_reference(backend):
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((2, 4, 3 * 6))
+    mask = np.zeros((2, 1, 1, 4))
+    mask[1, ..., 3:] = -np.inf
+    out = F.self_attention_packed(tensor(y), 2, mask)
+    q, k, v = (y[..., i * 6:(i + 1) * 6].reshape(2, 4, 2, 3).transpose(0, 2, 1, 3) for i in range(3))
+    expected = _attention_reference(q, k, v, mask).transpose(0, 2, 1, 3).reshape(2, 4, 6)
+    assert_forward(out, expected, np.float64)
+    check_grad(lambda a: F.self_attention_packed(a, 2, mask), y)
+    check_grad(lambda a: F.self_attention_packed(a, 3, None, dropout_p=0.25), y)
+    with pytest.raises(ValueError, match="3·D"):
+        F.self_attention_packed(tensor(y[..., :10]), 2)

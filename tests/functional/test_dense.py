@@ -109,3 +109,30 @@ def test_dropout_is_reproducible_under_a_seed():
     minitl.manual_seed(11)
     np.testing.assert_array_equal(F.dropout(x, 0.5).numpy(), a)
     assert not np.array_equal(a, b)
+
+
+@with_backend
+@given(dtype=DTYPES, sizes=st.lists(st.integers(1, 4), min_size=1, max_size=3), lead=st.sampled_from([(3,), (2, 3)]),
+       bias=st.booleans(), data=st.data())
+def test_linear_concat_is_the_concatenation_of_linears(backend, dtype, sizes, lead, bias, data):
+    x = data.draw(arrays(dtype, lead + (3,)))
+    weights = [data.draw(arrays(dtype, (s, 3))) for s in sizes]
+    biases = [data.draw(arrays(dtype, (s,))) for s in sizes] if bias else None
+    expected = np.concatenate([x.astype(np.float64) @ w.T.astype(np.float64) + (biases[i] if bias else 0)
+                               for i, w in enumerate(weights)], axis=-1)
+    out = F.linear_concat(tensor(x), [tensor(w) for w in weights], None if biases is None else
+                                [tensor(b) for b in biases])
+    assert_forward(out, expected, dtype)
+    k = len(sizes)
+    check_grad(lambda a, *p: F.linear_concat(a, p[:k], p[k:] or None), x, *weights, *(biases or []))
+
+
+def test_linear_concat_checks_shapes_and_skips_frozen_weights(backend):
+    x = tensor(np.ones((2, 3)), requires_grad=True)
+    w1, w2 = tensor(np.ones((2, 3)), requires_grad=True), tensor(np.ones((4, 3)))
+    F.linear_concat(x, [w1, w2]).sum().backward()
+    assert w1.grad is not None and w2.grad is None and x.grad is not None
+    with pytest.raises(ValueError, match="every weight"):
+        F.linear_concat(x, [tensor(np.ones((2, 4)))])
+    with pytest.raises(ValueError, match="biases"):
+        F.linear_concat(x, [w1], [tensor(np.ones(3))])

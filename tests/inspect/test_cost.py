@@ -120,3 +120,14 @@ def test_fused_attention_and_lstm_flops_by_hand():
     gemms = 2 * t * n * i * 4 * h + 2 * t * n * h * 4 * h  # W_ih x_t and W_hh h_{t-1} for the 4 gates
     assert row.flops_forward == gemms + RECURRENT["LSTMSequence"] * t * n * h + 2 * t * n * 4 * h
     assert row.params == 4 * h * (i + h) + 2 * 4 * h
+
+
+def test_packed_attention_and_concatenated_linear_cost_what_their_unfused_forms_cost():
+    y = _x(1, 3, 3 * 2 * 4, grad=True)  # packed Q | K | V: 2 heads of 4
+    packed = _rows(summarize(lambda a: F.self_attention_packed(a, 2), (y,)))["(model)"]
+    q = _x(1, 2, 3, 4, grad=True)
+    plain = _rows(summarize(lambda a, b, c: F.scaled_dot_product_attention(a, b, c), (q, q, q)))["(model)"]
+    assert packed.ops[0] == "PackedSelfAttention" and packed.flops_forward == plain.flops_forward
+    x, w1, w2 = _x(5, 3, grad=True), _x(4, 3, grad=True), _x(2, 3, grad=True)
+    fused = _rows(summarize(lambda a, b, c: F.linear_concat(a, [b, c]), (x, w1, w2)))["(model)"]
+    assert fused.flops_forward == 2 * 5 * 3 * (4 + 2)
