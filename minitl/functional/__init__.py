@@ -6,6 +6,7 @@
     multitask.py   joint_loss, task_terms      J = Σ_k λ_k L_k, or Σ_k exp(−s_k) L_k + s_k
     dropout.py     dropout
     conv.py        conv2d                      h_j = Σ_{i∈M_j} h_i * k_ij + b_j
+    depthwise.py   depthwise_conv2d            y_c = Σ_{u,v} x_pad,c[shifted by u,v] · w_c,u,v (groups = C)
     pad.py         pad2d, same_padding         zero padding (TensorFlow's uneven "SAME")
     pool.py        max_pool2d, avg_pool2d...   h_j = max_{i∈R_j} a_i
     norm.py        batch_norm                  y = γ (x − μ)/√(σ² + ε) + β
@@ -20,6 +21,7 @@ from .attention import (additive_mask, masked_softmax, multi_head_attention, sca
                         self_attention_packed)
 from .activation import gelu, leaky_relu, log_softmax, relu, relu6, sigmoid, softmax, tanh
 from .conv import conv2d
+from .depthwise import depthwise_conv2d
 from .dense import linear, linear_concat
 from .dropout import dropout
 from .embedding import embedding
@@ -35,7 +37,7 @@ __all__ = [
     "linear", "linear_concat", "self_attention_packed", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "pad2d", "same_padding", "gelu", "softmax", "log_softmax",
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "dropout",
     "joint_loss", "task_terms",
-    "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
+    "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
     "rnn_cell", "lstm_cell", "gru_cell", "rnn_layer", "lstm_layer", "gru_layer", "sequence_mask",
     "layer_norm", "embedding", "scaled_dot_product_attention", "multi_head_attention", "masked_softmax",
     "additive_mask",

