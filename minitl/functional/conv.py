@@ -32,6 +32,10 @@ against the other):
   convolution: for stride 1 it *is* a convolution of dJ/dy with the flipped kernel (same code,
   so the same speed); otherwise dJ/dX_col = dJ/dy · W_colᵀ is folded back by col2im — one
   strided slice addition per kernel tap, deterministic (no scatter / ``np.add.at``).
+* **Threads.**  On the CPU the batch chunks are shared by minitl's own threads
+  (:mod:`minitl.functional.parallel`), each running its chunk's column copy and GEMM with BLAS on
+  one thread: no BLAS thread barrier per GEMM call, which is what collapses under load.
+  ``parallel.set_threads(1)`` gives the serial path; results are bitwise reproducible for a fixed setting.
 * **Winograd F(2×2, 3×3)** (:mod:`minitl.functional.winograd`) for 3×3 stride-1 convolutions
   where it pays (2.25× fewer multiplications than the GEMM); :func:`set_winograd` chooses.
 """
@@ -43,6 +47,7 @@ from .. import backend
 from ..shapes import pair
 from .depthwise import DepthwiseConv2d
 from ..tensor import Function, Tensor
+from . import parallel
 from . import winograd as _winograd
 from .layout import batch_chunks, out_size, pad_nhwc, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
 
@@ -160,11 +165,18 @@ def _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
     return bool(_WINOGRAD)
 
 
+def _scratch(xp, chunks, per_sample: int, dtype) -> list:
+    """One flat workspace per thread that :func:`parallel.run_chunks` will use, each the size of the largest chunk."""
+    size = per_sample * max(c[1] - c[0] for c in chunks)
+    return [xp.empty(size, dtype=dtype) for _ in range(parallel.workers(xp, len(chunks)))]
+
+
 def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=False):
     """x (N, Cin, H, W) any layout -> y as NHWC (N, Ho, Wo, Cout) contiguous, and the saved columns.
 
-    Returns (y, col): col is the column matrix when ``keep_columns`` and it was built in one
-    piece (a small convolution), else None (backward then rebuilds it chunk by chunk).
+    Returns (y, cols): with ``keep_columns``, for a small convolution (columns within one cache
+    block), the column matrices as [((n0, n1), X_col of samples n0..n1), ...]; else None
+    (backward then rebuilds them chunk by chunk).
     """
     N, C, H, W = x.shape
     KH, KW, O, groups = kernel.KH, kernel.KW, kernel.cout, kernel.groups
@@ -181,16 +193,21 @@ def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=F
     y = xp.empty((N, Ho, Wo, O), dtype=xpad.dtype)
     per_sample = Ho * Wo * KH * KW * C
     chunks = batch_chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
-    single = len(chunks) == 1
-    buffer = None if single else xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=xpad.dtype)
-    col = None
-    for n0, n1 in chunks:
-        col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffer)
+    keep = keep_columns and len(chunks) == 1  # small enough to keep the columns for backward
+    chunks = parallel.spread(xp, chunks, per_sample * xpad.itemsize)
+    buffers = None if keep or len(chunks) == 1 else _scratch(xp, chunks, per_sample, xpad.dtype)
+
+    def chunk(bounds, slot):  # columns of samples n0..n1, then their outputs: one GEMM
+        n0, n1 = bounds
+        col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffers and buffers[slot])
         if groups == 1:
             xp.matmul(col[0], wcol[0], out=y[n0:n1].reshape(-1, O))
         else:
             y[n0:n1].reshape(-1, groups, Og)[...] = xp.matmul(col, wcol).transpose(1, 0, 2)
-    return y, (col if keep_columns and single else None)
+        return col
+
+    cols = parallel.run_chunks(xp, chunk, chunks)
+    return y, (list(zip(chunks, cols)) if keep else None)
 
 
 class Conv2d(Function):
@@ -241,24 +258,27 @@ class Conv2d(Function):
         O, Cg, KH, KW = self.w_shape
         Og = O // groups
         N = gy.shape[0]
-        gcol_w = None
         if self.col is not None:
-            pieces = [(0, N, self.col)]
+            chunks, xpad, buffers = self.col, None, None
         else:
             xpad = pad_nhwc(xp, self.x, *padding)
             per_sample = Ho * Wo * KH * KW * xpad.shape[3]
-            chunks = batch_chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
-            buffer = xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=xpad.dtype)
-            pieces = ((n0, n1, None) for n0, n1 in chunks)
-        for n0, n1, col in pieces:
+            nbytes = per_sample * xpad.itemsize
+            chunks = parallel.spread(xp, batch_chunks(xp, N, nbytes, Ho * Wo), nbytes)
+            buffers = _scratch(xp, chunks, per_sample, xpad.dtype)
+            chunks = [(bounds, None) for bounds in chunks]
+
+        def chunk(item, slot):  # this chunk's share of dJ/dW_colᵀ: (G, Og, KH·KW·Cg)
+            (n0, n1), col = item
             if col is None:
-                col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffer)
+                col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffers[slot])
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
-            part = xp.matmul(gyg.transpose(0, 2, 1), col)  # (G, Og, KH·KW·Cg)
-            if gcol_w is None:
-                gcol_w = part
-            else:
-                gcol_w += part
+            return xp.matmul(gyg.transpose(0, 2, 1), col)
+
+        parts = parallel.run_chunks(xp, chunk, chunks)
+        gcol_w = parts[0]
+        for part in parts[1:]:  # summed in the chunks' order, whichever thread computed them
+            gcol_w += part
         if not getattr(self, "graph_retained", False):  # free the column matrix before grad_x's buffers
             self.col = None
         # (G, Og, KH, KW, Cg) -> (G, Og, Cg, KH, KW) -> OIHW
@@ -282,13 +302,17 @@ class Conv2d(Function):
         gxpad = xp.empty((N, Hp, Wp, C), dtype=gy.dtype)
         gxpad[...] = 0  # (not xp.zeros: see pool._empty_in_layout)
         per_sample = Ho * Wo * KH * KW * C
-        chunks = batch_chunks(xp, N, per_sample * gy.itemsize, Ho * Wo)
-        buffer = xp.empty(per_sample * (chunks[0][1] - chunks[0][0]), dtype=gy.dtype)
-        for n0, n1 in chunks:
+        chunks = parallel.spread(xp, batch_chunks(xp, N, per_sample * gy.itemsize, Ho * Wo), per_sample * gy.itemsize)
+        buffers = _scratch(xp, chunks, per_sample, gy.dtype)
+
+        def chunk(bounds, slot):  # each chunk folds into its own samples of gx_pad
+            n0, n1 = bounds
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
-            gcol = buffer[:per_sample * (n1 - n0)].reshape(groups, -1, wrows.shape[2])
+            gcol = buffers[slot][:per_sample * (n1 - n0)].reshape(groups, -1, wrows.shape[2])
             xp.matmul(gyg, wrows, out=gcol)  # dJ/dX_col = dJ/dy · W_colᵀ  (G, m, K)
             _col2im(xp, gcol, gxpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups)
+
+        parallel.run_chunks(xp, chunk, chunks)
         return gxpad[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
 
 

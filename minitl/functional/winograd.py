@@ -20,6 +20,8 @@ up to float rounding (the tests hold it to the plain-loop reference like the im2
 """
 from __future__ import annotations
 
+from . import parallel
+
 
 def worth_it(C: int, O: int, Ho: int, Wo: int) -> bool:
     """Whether winograd="auto" picks this path: where benchmarks/conv.py measured it faster than
@@ -95,20 +97,22 @@ def conv3x3_nhwc(xp, xpad, u, Ho: int, Wo: int, chunks):
     th, tw = (Ho + 1) // 2, (Wo + 1) // 2
     y = xp.empty((N, 2 * th, 2 * tw, O), dtype=xpad.dtype)
     per_sample = (4 * th * Wp * C + 16 * th * tw * (C + O) + 8 * th * tw * O) * xpad.itemsize
-    pieces = chunks(xp, N, per_sample, th * tw)
-    step = pieces[0][1] - pieces[0][0]
-    t = xp.empty((4, step, th, Wp, C), dtype=xpad.dtype)
-    v = xp.empty((16, step, th, tw, C), dtype=xpad.dtype)
-    m = xp.empty((16, step * th * tw, O), dtype=xpad.dtype)
-    s = xp.empty((2, 4, step, th, tw, O), dtype=xpad.dtype)
-    for n0, n1 in pieces:
+    pieces = parallel.spread(xp, chunks(xp, N, per_sample, th * tw), per_sample)
+    step = max(n1 - n0 for n0, n1 in pieces)
+    scratch = [(xp.empty((4, step, th, Wp, C), dtype=xpad.dtype), xp.empty((16, step, th, tw, C), dtype=xpad.dtype),
+                xp.empty((16, step * th * tw, O), dtype=xpad.dtype), xp.empty((2, 4, step, th, tw, O), dtype=xpad.dtype))
+               for _ in range(parallel.workers(xp, len(pieces)))]
+
+    def tiles(bounds, slot):  # transform, 16 GEMMs, transform back: the outputs of samples n0..n1
+        n0, n1 = bounds
         k = n1 - n0
-        if k != step:  # the last, shorter chunk
-            t, v, s = t[:, :k], v[:, :k], s[:, :, :k]
-            m = m[:, :k * th * tw]
+        t, v, m, s = scratch[slot]
+        t, v, s, m = t[:, :k], v[:, :k], s[:, :, :k], m[:, :k * th * tw]  # (the last chunk may be shorter)
         input_transform(xp, xpad[n0:n1], th, tw, t, v)
         xp.matmul(v.reshape(16, k * th * tw, C), u, out=m)  # 16 GEMMs: (tiles, C) · (C, O)
         output_transform(xp, m.reshape(4, 4, k, th, tw, O), y[n0:n1], s)
+
+    parallel.run_chunks(xp, tiles, pieces)
     if 2 * th != Ho or 2 * tw != Wo:
         y = xp.ascontiguousarray(y[:, :Ho, :Wo])
     return y
