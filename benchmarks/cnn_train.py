@@ -171,6 +171,10 @@ def worker_step(framework: str, spec: dict, warmup: int, iters: int) -> dict:
     out = {f"{name}_s": statistics.median(v) for name, v in phases.items()}
     out.update(step_times_s=[round(v, 4) for v in phases["step"]], losses=[round(v, 4) for v in losses],
                blas=_blas(), framework=framework, loadavg=harness.load_average())
+    if framework == "minitl":
+        from minitl.functional import parallel
+
+        out["minitl_threads"] = parallel.threads()
     if framework == "torch":
         import torch
 
@@ -317,7 +321,7 @@ def _summary(results):
     out["step_s_rounds"] = [round(x["step_s"], 4) for x in good]
     out["loadavg_rounds"] = [x.get("loadavg") for x in good]
     out["blas"] = good[0].get("blas")
-    for key in ("torch_threads", "torch_version"):
+    for key in ("torch_threads", "torch_version", "minitl_threads"):
         if key in good[0]:
             out[key] = good[0][key]
     return out
@@ -395,7 +399,7 @@ def markdown(result) -> str:
                 if fw == "minitl" and e.get("blas"):
                     blas_line["minitl"] = "minitl: " + "; ".join(
                         f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, {b.get('num_threads')} threads)"
-                        for b in e["blas"] if b.get("user_api") == "blas")
+                        for b in e["blas"] if b.get("user_api") == "blas") + f", {e.get('minitl_threads', '?')} chunk threads"
                 if fw == "torch" and e.get("torch_threads"):
                     blas_line["torch"] = f"PyTorch {e.get('torch_version')} ({e['torch_threads']} threads)"
         if "loaded_minus_quiet_ratio" in entry:
