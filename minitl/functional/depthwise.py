@@ -42,6 +42,13 @@ def _blocks(xp, N: int, Ho: int, row_bytes: int):
     return [(n, n + 1, p0, p1) for n in range(N) for p0, p1 in rows]
 
 
+def _blocks_and_scratch(xp, N: int, Ho: int, Wo: int, C: int, dtype):
+    """The output blocks (``_blocks``) of an (N, Ho, Wo, C) map and one scratch buffer the largest fits in."""
+    blocks = _blocks(xp, N, Ho, Wo * C * xp.dtype(dtype).itemsize)
+    scratch = xp.empty(max((n1 - n0) * (p1 - p0) for n0, n1, p0, p1 in blocks) * Wo * C, dtype=dtype)
+    return blocks, scratch
+
+
 def _tap(xpad, block, u, v, Wo, stride, dilation):
     """The strided view of NHWC x_pad that tap (u, v) multiplies for output rows p0:p1 of samples n0:n1."""
     (n0, n1, p0, p1), (sh, sw), (dh, dw) = block, stride, dilation
@@ -73,8 +80,7 @@ class DepthwiseConv2d(Function):
         xpad = _pad_nhwc(xp, x, pads)
         taps = xp.ascontiguousarray(w[:, 0].transpose(1, 2, 0)).astype(x.dtype, copy=False)  # (KH, KW, C)
         y = xp.empty((N, Ho, Wo, C), dtype=x.dtype)
-        blocks = _blocks(xp, N, Ho, Wo * C * x.itemsize)
-        scratch = xp.empty(max((n1 - n0) * (p1 - p0) for n0, n1, p0, p1 in blocks) * Wo * C, dtype=x.dtype)
+        blocks, scratch = _blocks_and_scratch(xp, N, Ho, Wo, C, x.dtype)
         for block in blocks:
             n0, n1, p0, p1 = block
             acc = y[n0:n1, p0:p1]
@@ -100,8 +106,7 @@ class DepthwiseConv2d(Function):
         want_x, want_w = self.needs_input_grad[0], self.needs_input_grad[1]
         gxpad = xp.zeros((N, H + top + bottom, W + left + right, C), dtype=gy.dtype) if want_x else None
         gtaps = xp.zeros((KH, KW, C), dtype=gy.dtype) if want_w else None
-        blocks = _blocks(xp, N, Ho, Wo * C * gy.itemsize)
-        scratch = xp.empty(max((n1 - n0) * (p1 - p0) for n0, n1, p0, p1 in blocks) * Wo * C, dtype=gy.dtype)
+        blocks, scratch = _blocks_and_scratch(xp, N, Ho, Wo, C, gy.dtype)
         for block in blocks:
             n0, n1, p0, p1 = block
             gb = gy[n0:n1, p0:p1]
