@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy
 
 from ..tensor import Tensor
+from ._lstm_fused import LSTMFused
 from ._recurrent_steps import GRUSequence, LSTMSequence, RNNSequence
 
 __all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn_layer", "lstm_layer", "gru_layer", "sequence_mask"]
@@ -104,13 +105,17 @@ def rnn_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", leng
     return y, h
 
 
-def lstm_layer(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
+def lstm_layer(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=False, fused=True):
     """One LSTM layer over a sequence (gates i, f, g, o; equations in the module docstring).
 
     x (T, N, I), hx = (h0, c0) each (N, H), or None for zeros -> (outputs (T, N, H), (h_T, c_T)).
+    ``fused`` (default) runs :class:`._lstm_fused.LSTMFused`, the fast whole-sequence op (one tanh
+    call for the four gates, batch chunks on minitl's threads); ``fused=False`` the reference
+    :class:`._recurrent_steps.LSTMSequence`, which follows the equations line by line.  Same numbers.
     """
     h0, c0 = (None, None) if hx is None else hx
-    y, (h, c) = _layer(LSTMSequence, "lstm", 4, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    fn = LSTMFused if fused else LSTMSequence
+    y, (h, c) = _layer(fn, "lstm", 4, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, reverse)
     return y, (h, c)
 
 

@@ -30,7 +30,7 @@ PER_ELEMENT = {
 
 
 # element-wise FLOPs per hidden unit and step of a recurrent cell (gate nonlinearities, products, sums)
-RECURRENT = {"RNNSequence": 4, "LSTMSequence": 25, "GRUSequence": 22}
+RECURRENT = {"RNNSequence": 4, "LSTMSequence": 25, "LSTMFused": 25, "GRUSequence": 22}
 
 
 def _gemm(a_shape, b_shape, out_shape) -> int:
@@ -90,7 +90,7 @@ def op_flops(op: str, in_shapes: list, out_shape: tuple, options: dict, wants: t
             + 2 * scores * dv * wants[2]
         return forward, backward
     if op in RECURRENT:  # inputs x (T, N, I), S states, W_ih (G·H, I), W_hh (G·H, H), b_ih, b_hh
-        (t, n, i), states = in_shapes[0], (2 if op == "LSTMSequence" else 1)
+        (t, n, i), states = in_shapes[0], (2 if op.startswith("LSTM") else 1)
         gh, h = in_shapes[1 + states][0], in_shapes[2 + states][1]
         projection, recurrence = 2 * t * n * i * gh, 2 * t * n * h * gh
         pointwise = RECURRENT[op] * t * n * h

@@ -1,0 +1,189 @@
+"""The LSTM layer as one fused Function (the fast path of ``F.lstm_layer``).
+
+The equations are the module docstring's of :mod:`minitl.functional.recurrent`
+(PyTorch's gate rows i, f, g, o):
+
+    i = σ(a_i), f = σ(a_f), g = tanh(a_g), o = σ(a_o),   a = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
+    c_t = f ⊙ c_{t−1} + i ⊙ g,    h_t = o ⊙ tanh(c_t)
+
+:class:`~minitl.functional._recurrent_steps.LSTMSequence` is the readable reference that follows
+them line by line; this Function computes the same numbers with fewer, larger array operations
+per step (tests/functional/test_lstm_fused.py holds the two, and PyTorch, to each other):
+
+* gate rows reordered to (o, i, f, g) inside: the three sigmoid gates side by side (one affine
+  map for all three) and the three gates scaled by dJ/dc_t side by side (one broadcast product);
+* σ(v) = ½ + ½·tanh(v/2), with the ½ folded into the o, i, f rows of W_ih, W_hh and the biases
+  (scaling by a power of two is exact), so one ``tanh`` call covers all four gates of a step;
+* P = X W_ihᵀ + b for all T·N rows in one GEMM before the loop; the loop adds h_{t−1} W_hhᵀ
+  (a small GEMM, (N × H)·(H × 4H), one BLAS thread);
+* states live in preallocated (T+1, N, H) buffers H_s, C_s (row k = state before step k), so the
+  backward's dJ/dW_hh = Σ_t δ_tᵀ h_{t−1} is one GEMM over the stacked buffer;
+* the batch is cut into :func:`~minitl.functional.parallel.workers` chunks whose recurrences run
+  on minitl's threads, each the whole sequence with no barrier per step (samples are independent).
+  The chunks depend only on N and the thread setting, so results are bitwise reproducible for a
+  fixed ``parallel.set_threads``.
+
+Backpropagation through time, per step in reverse (dh = dJ/dh_t carried from step t+1, dc = dJ/dc_t):
+
+    dh ← dh + dJ/dy_t                                        (the output's own gradient)
+    dc ← dc + dh ⊙ o ⊙ (1 − tanh² c_t)
+    δ_o = dh ⊙ tanh c_t ⊙ o(1−o),   δ_i = dc ⊙ g ⊙ i(1−i),   δ_f = dc ⊙ c_{t−1} ⊙ f(1−f),
+    δ_g = dc ⊙ i ⊙ (1 − g²)
+    dJ/dc_{t−1} = dc ⊙ f,   dJ/dh_{t−1} = δ W_hh
+
+and after the loop, one GEMM each over all steps (Δ the stacked δ, (T·N, 4H)):
+dJ/dX = Δ W_ih, dJ/dW_ih = Δᵀ X, dJ/dW_hh = Δᵀ H_prev, dJ/db_ih = dJ/db_hh = Σ Δ.
+
+Variable lengths (``mask`` m_t, (T, N, 1)): where m_t = 0 a step keeps the old h, c, outputs 0,
+and in backward its δ is 0 while dh, dc pass through unchanged.  ``reverse`` runs the steps
+t = T−1 … 0 by reading the time-indexed buffers through a reversed view.
+"""
+from __future__ import annotations
+
+from .. import backend
+from ..tensor import Function
+from . import parallel
+
+
+def _to_internal(xp, w, H, scale):
+    """Gate rows (i, f, g, o) -> (o, i, f, g); with ``scale`` the o, i, f rows × ½ (σ through tanh)."""
+    out = xp.concatenate([w[3 * H :], w[: 2 * H], w[2 * H : 3 * H]], axis=0)
+    if scale:
+        out[: 3 * H] *= 0.5
+    return out
+
+
+def _to_pytorch(xp, w, H):
+    """Gate rows (o, i, f, g) -> PyTorch's (i, f, g, o)."""
+    return xp.concatenate([w[H : 3 * H], w[3 * H :], w[:H]], axis=0)
+
+
+def _chunks(xp, n):
+    """The batch ranges whose recurrences run side by side: one per thread."""
+    k = parallel.workers(xp, n)
+    return [(n * j // k, n * (j + 1) // k) for j in range(k)]
+
+
+class LSTMFused(Function):
+    """One LSTM layer over (T, N, I): inputs x, h0, c0, W_ih, W_hh, b_ih, b_hh -> (T + 2, N, H): y, h_T, c_T."""
+
+    def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask=None, reverse=False):
+        xp = backend.get_array_module(x)
+        T, N, I = x.shape
+        H = w_hh.shape[1]
+        x2 = x.reshape(T * N, I)
+        gates = (x2 @ _to_internal(xp, w_ih, H, True).T).astype(x.dtype, copy=False)  # all steps' W_ih x_t
+        if b_ih is not None:
+            gates += _to_internal(xp, b_ih, H, True)
+            gates += _to_internal(xp, b_hh, H, True)
+        gates = gates.reshape(T, N, 4 * H)  # time-indexed; becomes the gate values in place
+        h_s, c_s = xp.empty((T + 1, N, H), dtype=x.dtype), xp.empty((T + 1, N, H), dtype=x.dtype)
+        h_s[0] = 0 if h0 is None else h0
+        c_s[0] = 0 if c0 is None else c0
+        tanh_c = xp.empty((T, N, H), dtype=x.dtype)
+        by_step = (lambda a: a[::-1]) if reverse else (lambda a: a)  # time index -> step index
+        w_hh_t = _to_internal(xp, w_hh, H, True).T
+        m = None if mask is None else by_step(mask)
+        with backend.one_blas_thread(xp):
+            parallel.run_chunks(xp, lambda r, _slot: _forward_chunk(
+                xp, by_step(gates), h_s, c_s, by_step(tanh_c), w_hh_t, m, slice(*r)), _chunks(xp, N))
+        out = xp.empty((T + 2, N, H), dtype=x.dtype)
+        out[:T] = by_step(h_s[1:])
+        if mask is not None:
+            out[:T] *= mask
+        out[T], out[T + 1] = h_s[T], c_s[T]
+        if any(self.needs_input_grad):
+            self.x2, self.w_ih, self.w_hh, self.mask, self.reverse = x2, w_ih, w_hh, m, reverse
+            self.gates, self.h_s, self.c_s, self.tanh_c, self.by_step = gates, h_s, c_s, tanh_c, by_step
+        return out
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        T, N, H = g.shape[0] - 2, g.shape[1], g.shape[2]
+        by_step, need = self.by_step, self.needs_input_grad
+        delta = xp.empty_like(self.gates)  # Δ, time-indexed, gate rows (o, i, f, g)
+        d_h0, d_c0 = g[T].copy(), g[T + 1].copy()  # carried from step T back to the initial states
+        w_hh = _to_internal(xp, self.w_hh, H, False)
+        with backend.one_blas_thread(xp):
+            parallel.run_chunks(xp, lambda r, _slot: _backward_chunk(
+                xp, by_step(self.gates), by_step(delta), self.c_s, by_step(self.tanh_c), by_step(g[:T]),
+                w_hh, self.mask, d_h0, d_c0, slice(*r)), _chunks(xp, N))
+        d2 = delta.reshape(T * N, 4 * H)
+        grads = [None] * 7
+        if need[0]:
+            grads[0] = (d2 @ _to_internal(xp, self.w_ih, H, False)).reshape(T, N, -1)
+        grads[1], grads[2] = (d_h0 if need[1] else None), (d_c0 if need[2] else None)
+        if need[3]:
+            grads[3] = _to_pytorch(xp, d2.T @ self.x2, H)
+        if need[4]:
+            h_prev = self.h_s[:T] if not self.reverse else xp.ascontiguousarray(self.h_s[:T][::-1])
+            grads[4] = _to_pytorch(xp, d2.T @ h_prev.reshape(T * N, H), H)
+        if need[5] or need[6]:
+            db = _to_pytorch(xp, d2.sum(axis=0), H)
+            grads[5], grads[6] = (db if need[5] else None), (db if need[6] else None)
+        return tuple(grads)
+
+
+def _forward_chunk(xp, gates, h_s, c_s, tanh_c, w_hh_t, mask, r):
+    """Steps k = 0 … T−1 for the batch rows ``r``; ``gates[k]`` holds ½-scaled P_k, left as (o, i, f, g)."""
+    H = h_s.shape[2]
+    rows = r.stop - r.start
+    hw, ig = xp.empty((rows, 4 * H), dtype=h_s.dtype), xp.empty((rows, H), dtype=h_s.dtype)
+    for k in range(gates.shape[0]):
+        a = gates[k, r]
+        xp.matmul(h_s[k, r], w_hh_t, out=hw)
+        a += hw  # pre-activations, o, i, f rows halved
+        xp.tanh(a, out=a)
+        s = a[:, : 3 * H]
+        s *= 0.5
+        s += 0.5  # σ(v) = ½ + ½ tanh(v/2) for o, i, f;  g = tanh(a_g)
+        o, i, f, gg = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        c = c_s[k + 1, r]
+        xp.multiply(f, c_s[k, r], out=c)
+        xp.multiply(i, gg, out=ig)
+        c += ig  # c_t = f ⊙ c_{t−1} + i ⊙ g
+        tc = tanh_c[k, r]
+        xp.tanh(c, out=tc)
+        h = h_s[k + 1, r]
+        xp.multiply(o, tc, out=h)  # h_t = o ⊙ tanh c_t
+        if mask is not None:  # padded: the state stays
+            m = mask[k, r]
+            h_s[k + 1, r] = xp.where(m, h, h_s[k, r])
+            c_s[k + 1, r] = xp.where(m, c, c_s[k, r])
+
+
+def _backward_chunk(xp, gates, delta, c_s, tanh_c, dy, w_hh, mask, d_h, d_c, r):
+    """BPTT over the batch rows ``r``, steps k = T−1 … 0; leaves δ_k in ``delta[k]`` and dJ/dh_0, dJ/dc_0 in d_h, d_c."""
+    H = c_s.shape[2]
+    rows = r.stop - r.start
+    dh, dc = d_h[r].copy(), d_c[r].copy()
+    dhn, dct = xp.empty_like(dh), xp.empty_like(dh)
+    for k in range(gates.shape[0] - 1, -1, -1):
+        a, d, tc = gates[k, r], delta[k, r], tanh_c[k, r]
+        o, i, f, gg = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        xp.add(dh, dy[k, r], out=dhn)  # dJ/dh_t: from step t+1 and from the output
+        xp.multiply(tc, tc, out=dct)
+        xp.subtract(1, dct, out=dct)
+        dct *= o
+        dct *= dhn
+        dct += dc  # dJ/dc_t = dc + dh ⊙ o ⊙ (1 − tanh² c_t)
+        ds = d[:, : 3 * H]
+        xp.subtract(1, a[:, : 3 * H], out=ds)
+        ds *= a[:, : 3 * H]  # σ' = s(1−s) for o, i, f
+        d_o, d_i, d_f, d_g = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
+        xp.multiply(gg, gg, out=d_g)
+        xp.subtract(1, d_g, out=d_g)  # tanh' = 1 − g²
+        d_o *= tc
+        d_o *= dhn  # δ_o = dh ⊙ tanh c_t ⊙ o(1−o)
+        d_i *= gg
+        d_f *= c_s[k, r]
+        d_g *= i
+        d.reshape(rows, 4, H)[:, 1:] *= dct.reshape(rows, 1, H)  # δ_i, δ_f, δ_g: × dJ/dc_t
+        m = None if mask is None else mask[k, r]
+        if m is not None:
+            d *= m  # a padded step's pre-activations get no gradient
+        dc_prev = dct * f  # dJ/dc_{t−1}
+        dh_prev = d @ w_hh  # dJ/dh_{t−1}
+        dh = dh_prev if m is None else xp.where(m, dh_prev, dh)  # padded: dh, dc pass through
+        dc = dc_prev if m is None else xp.where(m, dc_prev, dc)
+    d_h[r], d_c[r] = dh, dc

@@ -1,0 +1,126 @@
+"""The fused LSTM layer (``F.lstm_layer``'s default, minitl/functional/_lstm_fused.py) against the
+reference step loop (``fused=False``, which follows the gate equations line by line), against float64
+finite differences and against PyTorch, with padded lengths, both directions, and the batch cut
+into chunks that run on minitl's threads (``parallel.using_threads``), on every backend."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minitl
+import minitl.functional as F
+from _opcheck import check_grad, tensor, with_backend
+from minitl.functional import parallel
+
+
+def _inputs(rng, T, N, I, H, dtype=np.float64, scale=0.5):
+    x = rng.normal(size=(T, N, I)).astype(dtype)
+    h0, c0 = rng.normal(size=(N, H)).astype(dtype), rng.normal(size=(N, H)).astype(dtype)
+    w = [(scale * rng.normal(size=s)).astype(dtype) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
+    return x, h0, c0, w
+
+
+def _run(fused, x, h0, c0, w, lengths, reverse, upstream):
+    """Outputs (y, h_T, c_T) and the gradients of Σ upstream ⊙ outputs w.r.t. x, h0, c0 and the weights."""
+    leaves = [tensor(a, requires_grad=True) for a in (x, h0, c0, *w)]
+    y, (h, c) = F.lstm_layer(leaves[0], (leaves[1], leaves[2]), *leaves[3:], lengths=lengths, reverse=reverse,
+                             fused=fused)
+    loss = sum(((o * tensor(u)).sum() for o, u in zip((y, h, c), upstream)), tensor(np.zeros((), x.dtype)))
+    loss.backward()
+    return [o.numpy() for o in (y, h, c)], [t.grad.numpy() for t in leaves]
+
+
+@settings(with_backend, max_examples=12, deadline=None)
+@given(T=st.integers(1, 5), N=st.integers(1, 6), I=st.integers(1, 3), H=st.integers(1, 4), reverse=st.booleans(),
+       padded=st.booleans(), threads=st.sampled_from([1, 2, 3]), seed=st.integers(0, 2**16))
+def test_fused_equals_the_reference_step_loop_values_and_every_gradient(backend, T, N, I, H, reverse, padded,
+                                                                        threads, seed):
+    rng = np.random.default_rng(seed)
+    x, h0, c0, w = _inputs(rng, T, N, I, H)
+    lengths = rng.integers(0, T + 1, size=N) if padded else None
+    upstream = [rng.normal(size=s) for s in ((T, N, H), (N, H), (N, H))]
+    reference = _run(False, x, h0, c0, w, lengths, reverse, upstream)
+    with parallel.using_threads(threads):
+        fused = _run(True, x, h0, c0, w, lengths, reverse, upstream)
+    for name, a, b in zip(("y", "h_T", "c_T", "dx", "dh0", "dc0", "dW_ih", "dW_hh", "db_ih", "db_hh"),
+                          reference[0] + reference[1], fused[0] + fused[1]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fused_gradcheck_float64_with_padding_and_batch_chunks(backend, reverse):
+    rng = np.random.default_rng(4)
+    x, h0, c0, w = _inputs(rng, 4, 5, 2, 3)
+    lengths = np.array([4, 1, 0, 3, 2])
+    def layer(x, h0, c0, *w):
+        y, (h, c) = F.lstm_layer(x, (h0, c0), *w, lengths=lengths, reverse=reverse)
+        return y, h, c
+
+    with parallel.using_threads(2):  # two chunks of the batch, each its own recurrence
+        check_grad(layer, x, h0, c0, *w)
+
+
+def test_fused_float32_matches_pytorch_with_padded_lengths_in_both_directions():
+    torch = pytest.importorskip("torch", reason="PyTorch reference not installed (pip install torch==2.13.0)")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the reference only: its OpenMP threads spin for seconds on a loaded machine
+    try:
+        _fused_float32_against(torch)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _fused_float32_against(torch):
+    rng = np.random.default_rng(5)
+    T, N, I, H = 9, 7, 4, 6
+    theirs = torch.nn.LSTM(I, H, bidirectional=True)
+    x = rng.normal(size=(T, N, I)).astype(np.float32)
+    lengths = np.array([9, 3, 1, 9, 5, 2, 7])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x, requires_grad=True), torch.tensor(lengths),
+                                                     enforce_sorted=False)
+    ref, (rh, rc) = theirs(packed)
+    ref, _ = torch.nn.utils.rnn.pad_packed_sequence(ref, total_length=T)
+    params = {k: v.detach().numpy() for k, v in theirs.named_parameters()}
+    with parallel.using_threads(2):
+        for d, suffix in enumerate(("", "_reverse")):
+            w = [tensor(params[f"{n}_l0{suffix}"], requires_grad=True)
+                 for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            y, (h, c) = F.lstm_layer(tensor(x), None, *w, lengths=lengths, reverse=bool(d))
+            np.testing.assert_allclose(y.numpy(), ref[..., d * H:(d + 1) * H].detach().numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(h.numpy(), rh[d].detach().numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(c.numpy(), rc[d].detach().numpy(), rtol=1e-5, atol=1e-6)
+            (y.sum() + c.sum()).backward()
+            (ref[..., d * H:(d + 1) * H].sum() + rc[d].sum()).backward(retain_graph=True)
+            for n, p in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), w):
+                torch_grad = dict(theirs.named_parameters())[f"{n}_l0{suffix}"].grad.numpy()
+                np.testing.assert_allclose(p.grad.numpy(), torch_grad, rtol=1e-4, atol=1e-5, err_msg=n + suffix)
+
+
+def test_fused_is_bitwise_reproducible_for_a_fixed_thread_setting_and_survives_retain_graph(backend):
+    rng = np.random.default_rng(6)
+    x, h0, c0, w = _inputs(rng, 6, 8, 3, 5, dtype=np.float32)
+    upstream = [rng.normal(size=s).astype(np.float32) for s in ((6, 8, 5), (8, 5), (8, 5))]
+    for threads in (1, 2):
+        with parallel.using_threads(threads):
+            first, second = (_run(True, x, h0, c0, w, [6, 2, 5, 6, 1, 0, 3, 6], False, upstream) for _ in range(2))
+        for a, b in zip(first[0] + first[1], second[0] + second[1]):
+            np.testing.assert_array_equal(a, b)
+    leaves = [tensor(a, requires_grad=True) for a in (x, *w)]
+    y, _ = F.lstm_layer(leaves[0], None, *leaves[1:])
+    y.sum().backward(retain_graph=True)
+    once = [t.grad.numpy().copy() for t in leaves]
+    y.sum().backward()  # the saved gates and states are intact: the second pass adds the same again
+    for a, t in zip(once, leaves):
+        np.testing.assert_allclose(t.grad.numpy(), 2 * a, rtol=1e-6, atol=1e-6)
+
+
+def test_fused_forward_under_no_grad_equals_with_grad():
+    rng = np.random.default_rng(7)
+    x, h0, c0, w = _inputs(rng, 5, 3, 2, 4)
+    with minitl.no_grad():
+        a, (ha, ca) = F.lstm_layer(tensor(x), (tensor(h0), tensor(c0)), *map(tensor, w))
+    b, (hb, cb) = F.lstm_layer(tensor(x), (tensor(h0), tensor(c0)), *(tensor(v, requires_grad=True) for v in w))
+    for u, v in ((a, b), (ha, hb), (ca, cb)):
+        np.testing.assert_array_equal(u.numpy(), v.numpy())
