@@ -4,13 +4,18 @@ One LSTM layer, input 128, hidden 128, batch 32, length 256, float32 (the issue'
 measured call = forward over the whole sequence + backward of a sum over every output, with the
 parameter gradients zeroed before.  Inside a worker: the median of ``--calls`` timed calls after
 2 warm-up calls.  Each (round, framework) is a fresh process; the order flips every round; the
-figures are medians over >= 5 rounds.  Beside the total, each worker times the pieces the
-recurrence is made of, so the report can say where time goes:
+figures are medians over >= 5 rounds.  minitl runs its fused LSTM (minitl/functional/_lstm_fused.py:
+the batch cut into one chunk per thread, each chunk's whole recurrence on its own thread).  Beside
+the total, the minitl worker times the pieces, so the report can say where time goes:
 
-    step GEMM     h_{t−1} W_hhᵀ: (32 × 128) · (128 × 512), done 2T times (forward, and δ W_hh in backward);
-                  minitl runs the step loops on one BLAS thread (backend.one_blas_thread)
+    serial        the same fused call with minitl's threads set to 1 (one chunk, one thread)
+    reference     the step-by-step reference Function (``fused=False``), serial
+    step GEMM     h_{t−1} W_hhᵀ: (rows × 128) · (128 × 512) for a chunk's rows, 2T per chunk
+                  (forward, and δ W_hh in backward), on one BLAS thread
     big GEMMs     X W_ihᵀ and the three weight/input-gradient GEMMs over all T·N rows (done once)
-    the rest      the gates' elementwise work, T steps forward and T backward, plus Python per step
+    Python floor  the fused call at batch 1, input 1, hidden 1: the interpreter and the per-call
+                  cost of its ~35 array operations per step, with (almost) no arithmetic
+    elementwise   the serial call minus all of the above: the gates' arithmetic itself
 
     python benchmarks/lstm.py                 # 5 rounds; benchmarks/results/lstm.{json,md}
     python benchmarks/lstm.py --threads 1     # one BLAS/OpenMP thread each (steadier on a busy machine)
@@ -53,23 +58,48 @@ def _median_time(fn, calls: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def _gemm_times(calls: int) -> dict:
+def _gemm_times(calls: int, rows: int) -> dict:
     """The recurrence's GEMM shapes alone, in NumPy, as minitl runs them (step GEMMs on one BLAS thread), seconds."""
     import numpy as np
 
     from minitl import backend
 
     rng = np.random.default_rng(0)
-    h = rng.standard_normal((N, H)).astype(np.float32)
     w = rng.standard_normal((4 * H, H)).astype(np.float32)
     x = rng.standard_normal((T * N, I)).astype(np.float32)
     d = rng.standard_normal((T * N, 4 * H)).astype(np.float32)
-    out = np.empty((N, 4 * H), dtype=np.float32)
-    with backend.one_blas_thread(np):
-        step = _median_time(lambda: [np.matmul(h, w.T, out=out) for _ in range(64)], max(3, calls // 2)) / 64
-    big = _median_time(lambda: (x @ w.T, d @ w, d.T @ x, d.T @ x), max(3, calls // 2))
-    return {"step_gemm_s": step, "step_gemms_per_call": 2 * T, "big_gemms_s": big,
-            "step_gemm_gflops": 2 * N * H * 4 * H / step / 1e9}
+    result = {"big_gemms_s": _median_time(lambda: (x @ w.T, d @ w, d.T @ x, d.T @ x), max(3, calls // 2))}
+    for label, m in (("step_gemm", N), ("chunk_step_gemm", rows)):
+        h = rng.standard_normal((m, H)).astype(np.float32)
+        out = np.empty((m, 4 * H), dtype=np.float32)
+        with backend.one_blas_thread(np):
+            step = _median_time(lambda: [np.matmul(h, w.T, out=out) for _ in range(64)], max(3, calls // 2)) / 64
+        result.update({f"{label}_s": step, f"{label}_rows": m, f"{label}_gflops": 2 * m * H * 4 * H / step / 1e9})
+    return result
+
+
+def _minitl_call(shape, fused=True, seed=0):
+    """A fwd+bwd call of F.lstm_layer at (T, N, I, H) = ``shape``, parameters initialised as nn.LSTM's."""
+    import numpy as np
+
+    import minitl
+    import minitl.functional as F
+
+    t, n, i, h = shape
+    rng = np.random.default_rng(seed)
+    bound = 1 / np.sqrt(h)
+    x = minitl.Tensor(rng.standard_normal((t, n, i)).astype(np.float32), requires_grad=True)
+    weights = [minitl.Tensor(rng.uniform(-bound, bound, s).astype(np.float32), requires_grad=True)
+               for s in ((4 * h, i), (4 * h, h), (4 * h,), (4 * h,))]
+
+    def call():
+        for w in weights:
+            w.grad = None
+        x.grad = None
+        out, _ = F.lstm_layer(x, None, *weights, fused=fused)
+        out.sum().backward()
+
+    return call
 
 
 def _minitl(calls: int) -> dict:
@@ -77,6 +107,7 @@ def _minitl(calls: int) -> dict:
 
     import minitl
     from minitl import nn
+    from minitl.functional import parallel
 
     minitl.manual_seed(0)
     model = nn.LSTM(I, H)
@@ -93,9 +124,15 @@ def _minitl(calls: int) -> dict:
         with minitl.no_grad():
             model(x)
 
+    few = max(3, calls // 2)
     result = {"fwd_bwd_s": _median_time(train_call, calls), "fwd_s": _median_time(forward_call, calls),
+              "chunks": parallel.workers(np, N), "minitl_threads": parallel.threads(),
               "minitl": minitl.__version__, "numpy": np.__version__}
-    result.update(_gemm_times(calls))
+    with parallel.using_threads(1):
+        result["fwd_bwd_serial_s"] = _median_time(_minitl_call((T, N, I, H)), few)
+        result["fwd_bwd_reference_s"] = _median_time(_minitl_call((T, N, I, H), fused=False), few)
+        result["python_floor_s"] = _median_time(_minitl_call((T, 1, 1, 1)), few)
+    result.update(_gemm_times(calls, N // result["chunks"]))
     return result
 
 
@@ -154,9 +191,12 @@ def _report(runs, args, argv, uptimes) -> dict:
     med = {fw: {k: statistics.median(r[k] for r in runs[fw]) for k in ("fwd_bwd_s", "fwd_s", "sequences_per_s")}
            for fw in runs}
     m = runs["minitl"]
-    step = statistics.median(r["step_gemm_s"] for r in m)
-    big = statistics.median(r["big_gemms_s"] for r in m)
-    total = med["minitl"]["fwd_bwd_s"]
+
+    def mm(key):  # the minitl workers' median of one field
+        return statistics.median(r[key] for r in m)
+
+    total, serial, floor = med["minitl"]["fwd_bwd_s"], mm("fwd_bwd_serial_s"), mm("python_floor_s")
+    step, chunk_step, big = mm("step_gemm_s"), mm("chunk_step_gemm_s"), mm("big_gemms_s")
     paired = [a["sequences_per_s"] / b["sequences_per_s"] for a, b in zip(runs["minitl"], runs["torch"])]
     return {
         "benchmark": f"LSTM forward+backward, 1 layer, input {I}, hidden {H}, batch {N}, length {T}, float32",
@@ -169,11 +209,20 @@ def _report(runs, args, argv, uptimes) -> dict:
         "ratio_minitl_over_torch_throughput": med["minitl"]["sequences_per_s"] / med["torch"]["sequences_per_s"],
         "paired_ratio_median": statistics.median(paired), "paired_ratios": paired,
         "where_minitl_time_goes": {
-            "step_gemm_us": 1e6 * step, "step_gemm_gflops": statistics.median(r["step_gemm_gflops"] for r in m),
-            "step_gemms_ms": 1e3 * step * 2 * T, "step_gemms_share": step * 2 * T / total,
-            "big_gemms_ms": 1e3 * big, "big_gemms_share": big / total,
-            "big_gemms_gflops": 4 * 2 * T * N * I * 4 * H / big / 1e9,
-            "elementwise_and_python_ms": 1e3 * (total - step * 2 * T - big),
+            "fused_ms": 1e3 * total, "fused_serial_ms": 1e3 * serial,
+            "reference_serial_ms": 1e3 * mm("fwd_bwd_reference_s"),
+            "chunks": m[0]["chunks"], "minitl_threads": m[0]["minitl_threads"],
+            "serial_breakdown": {
+                "step_gemm_us": 1e6 * step, "step_gemm_gflops": mm("step_gemm_gflops"),
+                "step_gemms_ms": 1e3 * step * 2 * T, "step_gemms_share": step * 2 * T / serial,
+                "big_gemms_ms": 1e3 * big, "big_gemms_share": big / serial,
+                "big_gemms_gflops": 4 * 2 * T * N * I * 4 * H / big / 1e9,
+                "python_floor_ms": 1e3 * floor, "python_floor_share": floor / serial,
+                "elementwise_ms": 1e3 * (serial - step * 2 * T - big - floor),
+                "elementwise_share": (serial - step * 2 * T - big - floor) / serial,
+            },
+            "chunk_step_gemm_rows": m[0]["chunk_step_gemm_rows"], "chunk_step_gemm_us": 1e6 * chunk_step,
+            "chunk_step_gemm_gflops": mm("chunk_step_gemm_gflops"),
         },
         "runs": runs, "uptime": uptimes,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -182,8 +231,34 @@ def _report(runs, args, argv, uptimes) -> dict:
     }
 
 
+def _where_time_goes(w) -> list:
+    b = w["serial_breakdown"]
+    rows = w["chunk_step_gemm_rows"]
+    return [
+        f"Where minitl's time goes (forward+backward): the step-by-step reference takes "
+        f"{w['reference_serial_ms']:.1f} ms on one thread, the fused op {w['fused_serial_ms']:.1f} ms on one "
+        f"thread and {w['fused_ms']:.1f} ms as run above ({w['chunks']} batch chunk(s) on {w['minitl_threads']} "
+        "thread(s)). The one-thread fused call splits into:", "",
+        f"- {2 * T} step GEMMs ({N}×{H})·({H}×{4 * H}), one after the other: {b['step_gemm_us']:.0f} µs each "
+        f"({b['step_gemm_gflops']:.1f} GFLOP/s), {b['step_gemms_ms']:.1f} ms = {100 * b['step_gemms_share']:.0f}%",
+        f"- the big GEMMs over all T·N rows (input projection, dX, dW_ih, dW_hh): {b['big_gemms_ms']:.1f} ms = "
+        f"{100 * b['big_gemms_share']:.0f}% ({b['big_gemms_gflops']:.1f} GFLOP/s)",
+        f"- Python and the per-call cost of the ~35 array operations per step (the same call at batch 1, "
+        f"hidden 1): {b['python_floor_ms']:.1f} ms = {100 * b['python_floor_share']:.0f}%",
+        f"- the gates' elementwise arithmetic (the rest): {b['elementwise_ms']:.1f} ms = "
+        f"{100 * b['elementwise_share']:.0f}%", "",
+        f"With {w['chunks']} chunk(s) each thread runs its {2 * T} step GEMMs on {rows} rows: "
+        f"{w['chunk_step_gemm_us']:.0f} µs each ({w['chunk_step_gemm_gflops']:.1f} GFLOP/s).", "",
+        f"What bounds the step GEMMs: each is {2 * N * H * 4 * H / 1e6:.1f} MFLOP and needs h_(t-1) from the step "
+        f"before, so the {2 * T} of them run one after the other and cannot be batched; each call re-reads and "
+        f"re-packs all of W_hh ({4 * H}×{H} floats = {4 * H * H * 4 // 1024} KB) to use every weight only {N} "
+        "times (once per sample), so the packing, the call and (with BLAS threads) the fork/join cost as much "
+        "as the arithmetic: halving the rows does not halve the time (see the per-chunk figure). minitl runs "
+        "them on one BLAS thread; its own threads take whole batch chunks instead (no barrier per step).", "",
+    ]
+
+
 def _markdown(report) -> str:
-    w = report["where_minitl_time_goes"]
     loads = [r["load_average_1min"] for fw in report["runs"] for r in report["runs"][fw]]
     return "\n".join([
         f"# {report['benchmark']}", "",
@@ -193,18 +268,7 @@ def _markdown(report) -> str:
         f"**{report['ratio_minitl_over_torch_throughput']:.2f}x** (paired median {report['paired_ratio_median']:.2f}x) |",
         f"| forward only, no graph (ms) | {report['minitl_forward_ms']:.1f} | {report['torch_forward_ms']:.1f} | "
         f"{report['torch_forward_ms'] / report['minitl_forward_ms']:.2f}x |", "",
-        "Where minitl's time goes (forward+backward):", "",
-        f"- {2 * T} small step GEMMs (32×128)·(128×512): {w['step_gemm_us']:.0f} µs each "
-        f"({w['step_gemm_gflops']:.1f} GFLOP/s), {w['step_gemms_ms']:.1f} ms = {100 * w['step_gemms_share']:.0f}%",
-        f"- the big GEMMs over all T·N rows (input projection, dX, dW_ih, dW_hh): {w['big_gemms_ms']:.1f} ms = "
-        f"{100 * w['big_gemms_share']:.0f}%",
-        f"- the gates' elementwise work and Python per step: {w['elementwise_and_python_ms']:.1f} ms", "",
-        f"What bounds the step GEMMs: each is {2 * N * H * 4 * H / 1e6:.1f} MFLOP and needs h_(t-1) from the step "
-        f"before, so the {2 * T} of them run one after the other and cannot be batched; at that size the BLAS "
-        "call and thread fork/join overheads are comparable to the arithmetic (minitl runs them on one thread), "
-        f"and W_hh (128 x 512 floats = 256 KB) is re-read from cache every step: {w['step_gemm_gflops']:.1f} "
-        f"GFLOP/s per step GEMM against {w.get('big_gemms_gflops', float('nan')):.1f} GFLOP/s for the big GEMMs "
-        "over all T·N rows.", "",
+        *_where_time_goes(report["where_minitl_time_goes"]),
         f"Load average (1 min) seen by the workers: {min(loads):.1f}–{max(loads):.1f}. uptime before/after: "
         + " | ".join(report["uptime"]), "",
         f"{report['note']}.", "",

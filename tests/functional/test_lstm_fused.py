@@ -124,3 +124,15 @@ def test_fused_forward_under_no_grad_equals_with_grad():
     b, (hb, cb) = F.lstm_layer(tensor(x), (tensor(h0), tensor(c0)), *(tensor(v, requires_grad=True) for v in w))
     for u, v in ((a, b), (ha, hb), (ca, cb)):
         np.testing.assert_array_equal(u.numpy(), v.numpy())
+
+
+def test_default_chunks_follow_blas_threads_counted_outside_the_one_thread_step_loops():
+    """The thread count is looked up (and cached) before the step loops limit BLAS to one thread."""
+    old = parallel.set_threads(None)
+    try:
+        rng = np.random.default_rng(8)
+        x, h0, c0, w = _inputs(rng, 2, 4, 2, 3)
+        F.lstm_layer(tensor(x), None, *map(tensor, w))
+        assert parallel.threads() == max(1, parallel._blas_threads())
+    finally:
+        parallel.set_threads(old)
