@@ -25,9 +25,7 @@ Writes benchmarks/results/multitask_domains.json (minilm: multitask_domains_mini
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from minitl.bench import harness  # noqa: E402
 from minitl.data.datasets import stratified_indices  # noqa: E402
 from minitl.data.text.readers import read_movie_reviews  # noqa: E402
 from minitl.train.multitask import MultiTaskConfig, MultiTaskTrainer, TaskData, task_metrics  # noqa: E402
@@ -109,7 +108,7 @@ def main(argv=None) -> int:
     parser.add_argument("--features", choices=["tfidf", "minilm"], default="tfidf",
                         help="TF-IDF (2,000 words) or frozen MiniLM mean-pooled embeddings (384-d, 128 tokens)")
     args = parser.parse_args(argv)
-    load_before = [round(v, 2) for v in os.getloadavg()]
+    load_before = harness.load_average()
     began = time.perf_counter()
     splits = {d: split_domain(d, args.per_class) for d in DOMAINS}
     (imdb_tr, imdb_te), (rt_tr, rt_te) = splits["imdb"], splits["rotten_tomatoes"]
@@ -133,22 +132,23 @@ def main(argv=None) -> int:
                                     "rotten_tomatoes": numpy.concatenate([missing(len(y_imdb)), y_rt])},
                                    args.epochs, {"imdb": "imdb", "rotten_tomatoes": "rotten_tomatoes"}),
     }
-    results = {name: [] for name in runs}
-    for seed in args.seeds:
-        for name, (heads, x, targets, epochs, head_for) in runs.items():
-            trainer, result = train_model(heads, x, targets, seed, epochs, args.lr, args.hidden)
-            row = {"seed": seed, "steps": len(result["steps"]), "train_seconds": result["train_seconds"]}
-            for domain, (xt, yt) in tests.items():
-                logits = trainer.predict(TaskData(xt, {h: yt for h in heads}))
-                row[f"{domain}_accuracy"] = task_metrics({"h": logits[head_for[domain]]}, {"h": yt})["h"]["accuracy"]
-            # the domains label disjoint examples, so their gradients on the shared *representation* have
-            # disjoint rows (cosine 0 by construction): the trunk's parameters are where they meet
-            conflict = summarize_conflict(result["steps"], "parameters").get("imdb|rotten_tomatoes", {})
-            row["mean_cos"], row["negative_cos_share"] = conflict.get("mean_cos"), conflict.get("negative_share")
-            results[name].append(row)
-            print(f"seed {seed} {name:<24} IMDb {100 * row['imdb_accuracy']:.1f}%  RT "
-                  f"{100 * row['rotten_tomatoes_accuracy']:.1f}%  steps {row['steps']}  cos {row['mean_cos']}  "
-                  f"load {[round(v, 1) for v in os.getloadavg()]}", flush=True)
+
+    def run_one(name, spec, seed):
+        heads, x, targets, epochs, head_for = spec
+        trainer, result = train_model(heads, x, targets, seed, epochs, args.lr, args.hidden)
+        row = {"steps": len(result["steps"]), "train_seconds": result["train_seconds"]}
+        for domain, (xt, yt) in tests.items():
+            logits = trainer.predict(TaskData(xt, {h: yt for h in heads}))
+            row[f"{domain}_accuracy"] = task_metrics({"h": logits[head_for[domain]]}, {"h": yt})["h"]["accuracy"]
+        # the domains label disjoint examples, so their gradients on the shared *representation* have
+        # disjoint rows (cosine 0 by construction): the trunk's parameters are where they meet
+        conflict = summarize_conflict(result["steps"], "parameters").get("imdb|rotten_tomatoes", {})
+        row["mean_cos"], row["negative_cos_share"] = conflict.get("mean_cos"), conflict.get("negative_share")
+        return row
+
+    results = harness.seed_major(args.seeds, runs, run_one, lambda name, row: (
+        f"{name:<24} IMDb {100 * row['imdb_accuracy']:.1f}%  RT {100 * row['rotten_tomatoes_accuracy']:.1f}%  "
+        f"steps {row['steps']}  cos {row['mean_cos']}"), load_digits=1)
     summary = {}
     for name, rows in results.items():
         summary[name] = {}
@@ -162,12 +162,10 @@ def main(argv=None) -> int:
                "features": ("TF-IDF, 2,000 words (fitted on both domains' training texts, no labels)" if args.features == "tfidf"
                             else "frozen all-MiniLM-L6-v2, mean-pooled, L2-normalised, 128 tokens"),
                "config": vars(args), "summary": summary, "runs": results, "load_before": load_before,
-               "load_after": [round(v, 2) for v in os.getloadavg()], "wall_seconds": round(time.perf_counter() - began, 1),
-               "machine": f"{platform.node()}, {os.cpu_count()} CPUs, shared with other jobs",
-               "command": "python benchmarks/multitask_domains.py " + " ".join(argv or sys.argv[1:])}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("multitask_domains.json" if args.features == "tfidf" else f"multitask_domains_{args.features}.json")
-    out.write_text(json.dumps(payload, indent=1))
+               "wall_seconds": round(time.perf_counter() - began, 1)}
+    out = harness.write_results(
+        RESULTS / ("multitask_domains.json" if args.features == "tfidf" else f"multitask_domains_{args.features}.json"),
+        payload, "python benchmarks/multitask_domains.py " + " ".join(argv or sys.argv[1:]))
     for name, s in summary.items():
         print(f"{name:<24} IMDb {100 * s['imdb']['mean']:.1f} ± {100 * s['imdb']['std']:.1f}  "
               f"RT {100 * s['rotten_tomatoes']['mean']:.1f} ± {100 * s['rotten_tomatoes']['std']:.1f}  cos {s['mean_cos']}")

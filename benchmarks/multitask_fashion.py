@@ -25,9 +25,6 @@ summary, load average before/after).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,6 +33,7 @@ import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from minitl.bench import harness  # noqa: E402
 from minitl.data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from minitl.data.datasets import stratified_indices  # noqa: E402
 from minitl.train.multitask import MultiTaskConfig, MultiTaskTrainer, TaskData  # noqa: E402
@@ -44,10 +42,6 @@ from minitl.train.multitask_workflow import build_multitask, cached_features, de
 from minitl.train.workflow import Job  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def load_average() -> list:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def features_data():
@@ -104,11 +98,8 @@ def write(args, results, described, classes, config, load_before, out, argv=None
                                       else None),
                          "steps": rows[0]["steps"], "train_seconds_mean": float(numpy.mean([r["train_seconds"] for r in rows]))}
     payload = {"part": args.part, "data": described, "groups": default_groups(classes), "config": config,
-               "seeds": args.seeds, "summary": summary, "runs": results, "load_before": load_before,
-               "load_after": load_average(), "machine": f"{platform.node()}, {os.cpu_count()} CPUs, shared with other jobs",
-               "command": "python benchmarks/multitask_fashion.py " + " ".join(argv or sys.argv[1:])}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
+               "seeds": args.seeds, "summary": summary, "runs": results, "load_before": load_before}
+    harness.write_results(out, payload, "python benchmarks/multitask_fashion.py " + " ".join(argv or sys.argv[1:]))
     return summary
 
 
@@ -121,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="result file (default benchmarks/results/multitask_fashion_<part>.json)")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else RESULTS / f"multitask_fashion_{args.part}.json"
-    load_before = load_average()
+    load_before = harness.load_average()
     if args.part == "features":
         x, y, xt, yt, classes, described = features_data()
         config = {"hidden": 512, "lr": 1e-3, "epochs": args.epochs}
@@ -136,16 +127,13 @@ def main(argv=None) -> int:
             "uncertainty": ({"main": 10, "aux": 4}, "uncertainty", None)}
     if extra is not None:
         runs[f"multitask+{len(extra[1])} coarse-only"] = ({"main": 10, "aux": 4}, "fixed", extra)
-    results = {name: [] for name in runs}
-    for seed in args.seeds:
-        for name, (heads, weighting, more) in runs.items():
-            row = run_one(x, y, xt, yt, to_group, heads, seed, config, weighting, more)
-            row["seed"] = seed
-            results[name].append(row)
-            print(f"seed {seed} {name:<28} main {100 * row['main_accuracy']:.2f}%  "
-                  f"cos {row['mean_cos'] if row['mean_cos'] is None else round(row['mean_cos'], 3)}  "
-                  f"{row['wall_seconds']:.0f}s  load {load_average()}", flush=True)
-            write(args, results, described, classes, config, load_before, out, argv)  # partial results survive a kill
+    results = harness.seed_major(
+        args.seeds, runs, lambda name, spec, seed: run_one(x, y, xt, yt, to_group, spec[0], seed, config, *spec[1:]),
+        lambda name, row: f"{name:<28} main {100 * row['main_accuracy']:.2f}%  "
+                          f"cos {row['mean_cos'] if row['mean_cos'] is None else round(row['mean_cos'], 3)}  "
+                          f"{row['wall_seconds']:.0f}s",
+        # the result file is rewritten after every run: partial results survive a kill
+        after=lambda results: write(args, results, described, classes, config, load_before, out, argv))
     summary = write(args, results, described, classes, config, load_before, out, argv)
     for name, s in summary.items():
         print(f"{name:<28} main {100 * s['main_mean']:.2f}% ± {100 * s['main_std']:.2f}  gain {100 * s['gain_mean']:+.2f} "

@@ -97,6 +97,35 @@ def median(values) -> float:
     return statistics.median(list(values))
 
 
-def load_average() -> list | None:
+def load_average(digits: int = 2) -> list | None:
     """The 1, 5 and 15 minute load averages (recorded beside every figure: the machine may be shared)."""
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return [round(v, digits) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def seed_major(seeds, runs: dict, run_one, line, after=None, load_digits: int = 2) -> dict:
+    """Every run of one seed, then the next seed (a run cut short still holds whole seeds):
+    ``{name: [row per seed]}``, each row ``{"seed": seed, **run_one(name, spec, seed)}``; as soon as a row
+    is done, ``seed <seed> <line(name, row)>  load <load average>`` is printed and ``after(results)`` called
+    (e.g. to rewrite the result file, so that partial results survive a kill)."""
+    results = {name: [] for name in runs}
+    for seed in seeds:
+        for name, spec in runs.items():
+            row = {"seed": seed, **run_one(name, spec, seed)}
+            results[name].append(row)
+            print(f"seed {seed} {line(name, row)}  load {load_average(load_digits)}", flush=True)
+            if after is not None:
+                after(results)
+    return results
+
+
+def write_results(path, payload: dict, command: str, machine: str = "shared with other jobs") -> Path:
+    """``payload`` + load after, machine and the command, as JSON at ``path`` (folders made): the record
+    every benchmark leaves in benchmarks/results/."""
+    import platform  # noqa: PLC0415
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {**payload, "load_after": load_average(),
+              "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {machine}", "command": command}
+    path.write_text(json.dumps(record, indent=1))
+    return path
