@@ -70,7 +70,7 @@ def layer_scope(model, stack: LayerStack, on_enter=None, on_exit=None):
 class Recorder:
     """Collects the engine's events: ``(kind, fn, tensor, grad_or_inputs, extra, layer, time)``.
 
-    kind is "forward", "backward" or "leaf" (see ``minitl.tensor.set_hook``).  Tensors and
+    kind is "forward", "backward" or "leaf" (see ``minitl.tensor.state.set_hook``).  Tensors and
     Functions are kept alive while the recorder lives, so their ids stay unique.
     """
 

@@ -19,7 +19,8 @@ import numpy
 
 from .. import backend
 from ..nn import Module
-from ..tensor import Tensor, _unbroadcast, enable_grad
+from ..tensor import Tensor, enable_grad
+from ..tensor.engine import unbroadcast
 from ._record import LayerStack, Recorder, formula_of, layer_scope
 from .fdcheck import check_op
 
@@ -163,7 +164,7 @@ def _steps(recorder: Recorder, names: dict, loss_value: float, check: bool, max_
                 flows = t is not None and gi is not None and t.requires_grad
                 wanted.append(flows)
                 if flows:
-                    step.grad_inputs.append(_view(f"dJ/d{name(t)}", _unbroadcast(gi, t.data.shape)))
+                    step.grad_inputs.append(_view(f"dJ/d{name(t)}", unbroadcast(gi, t.data.shape)))
             if check:
                 result = check_op(type(fn), [t.data if t is not None else None for t in inputs], options, g,
                                   wanted, max_elements=max_check_elements)
