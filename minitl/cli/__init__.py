@@ -11,7 +11,7 @@ import sys
 
 from .. import __version__
 
-COMMAND_MODULES = ["info", "demo", "weights", "train", "multitask", "cache", "bench", "inspect", "embeddings"]
+COMMAND_MODULES = ["info", "demo", "weights", "train", "evaluate", "multitask", "cache", "bench", "inspect", "embeddings"]
 
 
 def build_parser() -> argparse.ArgumentParser:
