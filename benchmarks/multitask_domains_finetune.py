@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minitl import nn  # noqa: E402
+from minitl.bench import harness  # noqa: E402
 from minitl import random as mt_random  # noqa: E402
 from minitl.data.datasets import stratified_indices  # noqa: E402
 from minitl.data.text.readers import read_movie_reviews  # noqa: E402
@@ -170,11 +170,9 @@ def write(args, results, truncated, load_before, began, argv) -> dict:
                        f"at {args.max_length}: {truncated})",
                "model": "all-MiniLM-L6-v2 fine-tuned (every encoder weight), mean pooling, dropout 0.1, Linear head(s)",
                "config": vars(args), "summary": summary, "runs": results, "load_before": load_before,
-               "load_after": [round(v, 2) for v in os.getloadavg()], "wall_seconds": round(time.perf_counter() - began, 1),
-               "machine": f"{platform.node()}, {os.cpu_count()} CPUs, shared with other jobs (nice -n 5)",
-               "command": "python benchmarks/multitask_domains_finetune.py " + " ".join(argv or sys.argv[1:])}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=1))
+               "wall_seconds": round(time.perf_counter() - began, 1)}
+    harness.write_results(args.out, payload, "python benchmarks/multitask_domains_finetune.py " + " ".join(argv or sys.argv[1:]),
+                          machine="shared with other jobs (nice -n 5)")
     return summary
 
 
@@ -211,7 +209,7 @@ def main(argv=None) -> int:
         merge(args.merge, args.out)
         return 0
     log = lambda message: print(message, flush=True)  # noqa: E731
-    load_before = [round(v, 2) for v in os.getloadavg()]
+    load_before = harness.load_average()
     began = time.perf_counter()
     from minitl.data.text.wordpiece import WordPieceTokenizer  # noqa: PLC0415
     from minitl.transfer.bert import minilm_dir  # noqa: PLC0415
@@ -233,28 +231,30 @@ def main(argv=None) -> int:
                                    {"imdb": numpy.concatenate([train_y["imdb"], none(n_rt)]),
                                     "rotten_tomatoes": numpy.concatenate([none(n_imdb), train_y["rotten_tomatoes"]])}),
     }
-    results = {name: [] for name in args.runs}
-    for seed in args.seeds:
-        for name in args.runs:
-            heads, x, targets = runs[name]
-            log(f"seed {seed} {name}: {len(x)} texts")
-            model = build(sorted(heads) if len(heads) > 1 else ["main"], seed, args.max_length)
-            steps, seconds = train(model, x, targets, seed, args, log)
-            row = {"seed": seed, "steps": len(steps), "train_seconds": round(seconds, 1)}
-            for domain, (xt, yt) in tests.items():
-                logits = predict(model, xt)
-                head = domain if len(heads) > 1 else "main"
-                row[f"{domain}_accuracy"] = task_metrics({"h": logits[head]}, {"h": yt})["h"]["accuracy"]
-            conflict = summarize_conflict(steps, "parameters").get("imdb|rotten_tomatoes", {})
-            row.update(mean_cos=conflict.get("mean_cos"), negative_cos_share=conflict.get("negative_share"),
-                       conflict_steps=conflict.get("steps"))
-            row["cos_per_step"] = [s["parameters"]["cos"].get("imdb|rotten_tomatoes") for s in steps
-                                   if "parameters" in s]
-            results[name].append(row)
-            log(f"seed {seed} {name:<24} IMDb {100 * row['imdb_accuracy']:.1f}%  RT "
-                f"{100 * row['rotten_tomatoes_accuracy']:.1f}%  steps {row['steps']}  {seconds:.0f}s  "
-                f"cos {row['mean_cos']}  load {[round(v, 1) for v in os.getloadavg()]}")
-            write(args, results, truncated, load_before, began, argv)  # partial results survive a kill
+
+    def run_one(name, spec, seed):
+        heads, x, targets = spec
+        log(f"seed {seed} {name}: {len(x)} texts")
+        model = build(sorted(heads) if len(heads) > 1 else ["main"], seed, args.max_length)
+        steps, seconds = train(model, x, targets, seed, args, log)
+        row = {"steps": len(steps), "train_seconds": round(seconds, 1)}
+        for domain, (xt, yt) in tests.items():
+            logits = predict(model, xt)
+            head = domain if len(heads) > 1 else "main"
+            row[f"{domain}_accuracy"] = task_metrics({"h": logits[head]}, {"h": yt})["h"]["accuracy"]
+        conflict = summarize_conflict(steps, "parameters").get("imdb|rotten_tomatoes", {})
+        row.update(mean_cos=conflict.get("mean_cos"), negative_cos_share=conflict.get("negative_share"),
+                   conflict_steps=conflict.get("steps"))
+        row["cos_per_step"] = [s["parameters"]["cos"].get("imdb|rotten_tomatoes") for s in steps if "parameters" in s]
+        return row
+
+    results = harness.seed_major(
+        args.seeds, {name: runs[name] for name in args.runs}, run_one,
+        lambda name, row: (f"{name:<24} IMDb {100 * row['imdb_accuracy']:.1f}%  RT "
+                           f"{100 * row['rotten_tomatoes_accuracy']:.1f}%  steps {row['steps']}  "
+                           f"{row['train_seconds']:.0f}s  cos {row['mean_cos']}"),
+        # the result file is rewritten after every run: partial results survive a kill
+        after=lambda results: write(args, results, truncated, load_before, began, argv), load_digits=1)
     summary = write(args, results, truncated, load_before, began, argv)
     for name, s in summary.items():
         print(f"{name:<24} IMDb {100 * s['imdb']['mean']:.1f}  RT {100 * s['rotten_tomatoes']['mean']:.1f}  "
