@@ -249,6 +249,18 @@ def gpu_status(refresh: bool = False) -> dict:
         status["reason"] = f"CuPy failed to import: {type(error).__name__}: {error}"
         return dict(status)
     status["cupy"] = cupy.__version__
+    for check in (_driver_problem, _device_problem):  # each fills in what it finds; a reason stops the checks
+        reason = check(cupy, status)
+        if reason:
+            status["reason"] = reason
+            return dict(status)
+    status["usable"] = True
+    status["reason"] = f"{status['device_name']} (CUDA driver {_cuda_version(status['cuda_driver'])})"
+    return dict(status)
+
+
+def _driver_problem(cupy, status: dict) -> str:
+    """Why the NVIDIA driver cannot serve this CuPy ('' when it can); records the CUDA versions."""
     runtime = cupy.cuda.runtime
     try:
         status["cuda_runtime"] = runtime.runtimeGetVersion()
@@ -257,26 +269,25 @@ def gpu_status(refresh: bool = False) -> dict:
     try:
         status["cuda_driver"] = runtime.driverGetVersion()
     except Exception as error:  # noqa: BLE001
-        status["reason"] = f"no NVIDIA driver (CuPy {cupy.__version__} imported): {error}"
-        return dict(status)
+        return f"no NVIDIA driver (CuPy {cupy.__version__} imported): {error}"
     if not status["cuda_driver"]:
-        status["reason"] = f"no NVIDIA driver found (CuPy {cupy.__version__} imports, but libcuda is not installed)"
-        return dict(status)
+        return f"no NVIDIA driver found (CuPy {cupy.__version__} imports, but libcuda is not installed)"
     if status["cuda_runtime"] and status["cuda_driver"] < status["cuda_runtime"] // 1000 * 1000:
-        status["reason"] = (
-            f"the NVIDIA driver supports CUDA {_cuda_version(status['cuda_driver'])} but this CuPy is built for "
-            f"CUDA {_cuda_version(status['cuda_runtime'])}: install the CuPy wheel matching the driver "
-            "(cupy-cuda12x for CUDA 12, cupy-cuda13x for CUDA 13)"
-        )
-        return dict(status)
+        return (f"the NVIDIA driver supports CUDA {_cuda_version(status['cuda_driver'])} but this CuPy is built for "
+                f"CUDA {_cuda_version(status['cuda_runtime'])}: install the CuPy wheel matching the driver "
+                "(cupy-cuda12x for CUDA 12, cupy-cuda13x for CUDA 13)")
+    return ""
+
+
+def _device_problem(cupy, status: dict) -> str:
+    """Why no CUDA device runs kernels ('' when device 0 does); records the device count and name."""
+    runtime = cupy.cuda.runtime
     try:
         status["devices"] = runtime.getDeviceCount()
     except Exception as error:  # noqa: BLE001
-        status["reason"] = f"no CUDA device: {type(error).__name__}: {error}"
-        return dict(status)
+        return f"no CUDA device: {type(error).__name__}: {error}"
     if status["devices"] == 0:
-        status["reason"] = "no CUDA device visible (check CUDA_VISIBLE_DEVICES)"
-        return dict(status)
+        return "no CUDA device visible (check CUDA_VISIBLE_DEVICES)"
     try:
         name = runtime.getDeviceProperties(0)["name"]
         status["device_name"] = name.decode() if isinstance(name, bytes) else str(name)
@@ -284,11 +295,8 @@ def gpu_status(refresh: bool = False) -> dict:
         if total != 12.0:
             raise RuntimeError(f"a test kernel computed {total}, expected 12.0")
     except Exception as error:  # noqa: BLE001
-        status["reason"] = f"the CUDA device does not run kernels: {type(error).__name__}: {error}"
-        return dict(status)
-    status["usable"] = True
-    status["reason"] = f"{status['device_name']} (CUDA driver {_cuda_version(status['cuda_driver'])})"
-    return dict(status)
+        return f"the CUDA device does not run kernels: {type(error).__name__}: {error}"
+    return ""
 
 
 def _cuda_version(code) -> str:

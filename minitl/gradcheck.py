@@ -114,51 +114,17 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     ``raise_exception=True`` (default) a failure raises :class:`GradcheckError`, whose
     message names the input and its worst element (index, analytic, numeric).
     """
-    if isinstance(inputs, dict):
-        names = [str(k) for k in inputs]
-        values = [_to_float64(v) for v in inputs.values()]
-
-        def call():
-            return fn(**dict(zip(names, values)))
-    else:
-        if isinstance(inputs, Tensor):
-            inputs = [inputs]
-        values = [_to_float64(v) for v in inputs]
-        names = [f"input {i}" for i in range(len(values))]
-
-        def call():
-            return fn(*values)
-
+    names, values, call = _bind(fn, inputs)
     checked = [(name, v) for name, v in zip(names, values) if isinstance(v, Tensor) and v.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input tensor has requires_grad=True, nothing to check")
 
     saved_state = mt_random.get_state()  # the seed and every generator, host and device
-    rng = numpy.random.default_rng(seed)
     try:
-        # analytic: one backward of J = Σ v ⊙ f(x) with a random upstream gradient v
-        for _, v in checked:
-            v.grad = None
-        mt_random.manual_seed(seed)
-        outs = _outputs(call())
-        projections = []
-        for out in outs:
-            if out.dtype.kind != "f":
-                raise TypeError(f"gradcheck: fn returned a {out.dtype} tensor; outputs must be floating point")
-            host = rng.standard_normal(out.shape)
-            projections.append(backend.to_device(host, out.device).astype(out.dtype))
-        differentiable = [(o, p) for o, p in zip(outs, projections) if o.requires_grad]
-        if len(differentiable) == 1:
-            out, proj = differentiable[0]
-            out.backward(proj)
-        elif differentiable:  # outputs may share a graph: back-propagate their projections at once
-            total = None
-            for out, proj in differentiable:
-                term = (out * Tensor(proj)).sum()
-                total = term if total is None else total + term
-            total.backward()
+        projections = _analytic(call, checked, numpy.random.default_rng(seed), seed)
 
         def objective() -> float:
+            """J = Σ v ⊙ f(x) at the inputs' current values (no graph)."""
             mt_random.manual_seed(seed)
             with no_grad():
                 results = _outputs(call())
@@ -170,17 +136,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             analytic = (backend.to_numpy(tensor.grad.data).astype(numpy.float64)
                         if tensor.grad is not None else numpy.zeros(tensor.shape))
             note = "" if tensor.grad is not None else "backward gave no gradient; taken as 0"
-            numeric = numpy.zeros(tensor.shape)
-            data = tensor.data
-            for index in numpy.ndindex(*tensor.shape):
-                original = data[index].copy()
-                data[index] = original + eps
-                plus = objective()
-                data[index] = original - eps
-                minus = objective()
-                data[index] = original
-                numeric[index] = (plus - minus) / (2 * eps)
-            reports.append(_compare(name, analytic, numeric, atol, rtol, note))
+            reports.append(_compare(name, analytic, _numeric(tensor, objective, eps), atol, rtol, note))
     finally:
         mt_random.set_state(saved_state)
         for _, v in checked:
@@ -190,6 +146,60 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     if raise_exception and not result.ok:
         raise GradcheckError(result)
     return result
+
+
+def _bind(fn, inputs):
+    """(names, float64 values, call()): ``fn`` bound to float64 copies of ``inputs`` (a sequence or a dict)."""
+    if isinstance(inputs, dict):
+        names = [str(k) for k in inputs]
+        values = [_to_float64(v) for v in inputs.values()]
+        return names, values, lambda: fn(**dict(zip(names, values)))
+    if isinstance(inputs, Tensor):
+        inputs = [inputs]
+    values = [_to_float64(v) for v in inputs]
+    return [f"input {i}" for i in range(len(values))], values, lambda: fn(*values)
+
+
+def _analytic(call, checked, rng, seed: int) -> list:
+    """One backward of J = Σ v ⊙ f(x) with a random upstream gradient v per output: fills the checked
+    inputs' ``.grad``; returns the projections v (on the outputs' devices)."""
+    for _, v in checked:
+        v.grad = None
+    mt_random.manual_seed(seed)
+    outs = _outputs(call())
+    projections = []
+    for out in outs:
+        if out.dtype.kind != "f":
+            raise TypeError(f"gradcheck: fn returned a {out.dtype} tensor; outputs must be floating point")
+        host = rng.standard_normal(out.shape)
+        projections.append(backend.to_device(host, out.device).astype(out.dtype))
+    differentiable = [(o, p) for o, p in zip(outs, projections) if o.requires_grad]
+    if len(differentiable) == 1:
+        out, proj = differentiable[0]
+        out.backward(proj)
+    elif differentiable:  # outputs may share a graph: back-propagate their projections at once
+        total = None
+        for out, proj in differentiable:
+            term = (out * Tensor(proj)).sum()
+            total = term if total is None else total + term
+        total.backward()
+    return projections
+
+
+def _numeric(tensor, objective, eps: float) -> numpy.ndarray:
+    """∂J/∂x[j] ≈ (J(x[j] + ε) − J(x[j] − ε)) / 2ε for every element j of ``tensor`` (changed in place,
+    then restored)."""
+    numeric = numpy.zeros(tensor.shape)
+    data = tensor.data
+    for index in numpy.ndindex(*tensor.shape):
+        original = data[index].copy()
+        data[index] = original + eps
+        plus = objective()
+        data[index] = original - eps
+        minus = objective()
+        data[index] = original
+        numeric[index] = (plus - minus) / (2 * eps)
+    return numeric
 
 
 def _compare(name, analytic, numeric, atol, rtol, note) -> InputReport:

@@ -72,71 +72,87 @@ def open_data(spec=None, val_fraction: float = 0.2, seed: int = 0, train_per_cla
 
     if is_text_spec(spec):
         return open_text_data(spec, val_fraction, seed, train_per_class, test_per_class)
-    name = None
     if spec is None or str(spec).lower() in FASHION_NAMES:
         folder = find_fashion_mnist()
         train, test = load_idx_split(folder, "train"), load_idx_split(folder, "test")
         splits = DataSplits(train, test, train.classes, "fashion-mnist", "official 10,000-image test split")
     elif str(spec).lower() == "digits":
-        from . import digits  # noqa: PLC0415 (scikit-learn is optional)
-
-        from .datasets import ArrayDataset  # noqa: PLC0415
-
-        images, labels = digits.load_digits(flatten=False)  # (N, 1, 8, 8) in [0, 1]
-        pixels = numpy.round(images[:, 0] * 255).astype(numpy.uint8)
-        full = ArrayDataset(pixels, labels, [str(i) for i in range(10)], name="digits")
-        train, test = train_val_split(full, val_fraction, seed)
-        splits = DataSplits(train, test, full.classes, "digits", f"{val_fraction:.0%} held out, seed {seed}")
+        splits = _digits_splits(val_fraction, seed)
     else:
-        path = os.fspath(spec)
-        name = os.path.basename(os.path.normpath(path))
-        if os.path.isfile(path):
-            if not path.endswith(".npz"):
-                raise ValueError(f"--data {path}: a file must be a .npz archive (x_train, y_train, ...); "
-                                 "for images give a folder with a sub-folder per class")
-            if npz_has_splits(path):
-                train, test = load_npz_dataset(path, "train"), load_npz_dataset(path, "test")
-                if train.classes != test.classes and len(test.classes) <= len(train.classes):
-                    test.classes = train.classes
-                splits = DataSplits(train, test, train.classes, name, "x_test/y_test arrays")
-            else:
-                full = load_npz_dataset(path)
-                train, test = train_val_split(full, val_fraction, seed)
-                splits = DataSplits(train, test, full.classes, name, f"{val_fraction:.0%} held out, seed {seed}")
-        elif os.path.isdir(path):
-            from .cifar import find_cifar_dir, load_cifar10, load_cifar100  # noqa: PLC0415
-
-            cifar = find_cifar_dir(path)
-            if has_idx_files(path):
-                classes = FASHION_MNIST_CLASSES if "fashion" in path.lower() else [str(i) for i in range(10)]
-                train = load_idx_split(path, "train", classes, name=name)
-                test = load_idx_split(path, "test", classes, name=name)
-                splits = DataSplits(train, test, classes, name, "t10k test split")
-            elif cifar is not None:
-                loader = load_cifar10 if cifar[0] == "cifar10" else load_cifar100
-                train, test = loader(path, "train"), loader(path, "test")
-                splits = DataSplits(train, test, train.classes, cifar[0], "official test split")
-            else:
-                train, test, how = _image_folder_splits(path, val_fraction, seed, skip_bad_images)
-                splits = DataSplits(train, test, train.classes, name, how)
-                for part in {id(p): p for p in (train, test, getattr(train, "dataset", None),
-                                                getattr(test, "dataset", None))}.values():
-                    splits.skipped.extend(getattr(part, "skipped", []))
-                splits.skipped = list({s["path"]: s for s in splits.skipped}.values())
-                if splits.skipped:
-                    splits.notes.append(f"skipped {len(splits.skipped)} image(s) that do not decode "
-                                        "(--skip-bad-images; listed in run.json)")
-        else:
-            hint = ""
-            if os.path.basename(path).lower() in FASHION_NAMES:
-                hint = f" (for Fashion-MNIST from its usual place, use --data fashion-mnist; {find_hint()})"
-            raise FileNotFoundError(f"--data {path}: no such file or folder{hint}")
+        splits = _path_splits(os.fspath(spec), val_fraction, seed, skip_bad_images)
     if train_per_class:
         splits.train = stratified_subset(splits.train, train_per_class, seed)
         splits.notes.append(f"training subset: {train_per_class} per class, seed {seed}")
     if test_per_class:
         splits.test = stratified_subset(splits.test, test_per_class, seed + 1)
         splits.notes.append(f"evaluation subset: {test_per_class} per class, seed {seed + 1}")
+    return splits
+
+
+def _digits_splits(val_fraction: float, seed: int) -> DataSplits:
+    """scikit-learn's 8x8 digits as 0-255 pixels, ``val_fraction`` of them held out."""
+    from . import digits  # noqa: PLC0415 (scikit-learn is optional)
+
+    from .datasets import ArrayDataset  # noqa: PLC0415
+
+    images, labels = digits.load_digits(flatten=False)  # (N, 1, 8, 8) in [0, 1]
+    pixels = numpy.round(images[:, 0] * 255).astype(numpy.uint8)
+    full = ArrayDataset(pixels, labels, [str(i) for i in range(10)], name="digits")
+    train, test = train_val_split(full, val_fraction, seed)
+    return DataSplits(train, test, full.classes, "digits", f"{val_fraction:.0%} held out, seed {seed}")
+
+
+def _path_splits(path: str, val_fraction: float, seed: int, skip_bad_images: bool) -> DataSplits:
+    """A .npz archive or a folder (IDX files, CIFAR binaries, or images in class sub-folders)."""
+    name = os.path.basename(os.path.normpath(path))
+    if os.path.isfile(path):
+        return _npz_splits(path, name, val_fraction, seed)
+    if os.path.isdir(path):
+        return _folder_splits(path, name, val_fraction, seed, skip_bad_images)
+    hint = ""
+    if os.path.basename(path).lower() in FASHION_NAMES:
+        hint = f" (for Fashion-MNIST from its usual place, use --data fashion-mnist; {find_hint()})"
+    raise FileNotFoundError(f"--data {path}: no such file or folder{hint}")
+
+
+def _npz_splits(path: str, name: str, val_fraction: float, seed: int) -> DataSplits:
+    """x_train/y_train (+ x_test/y_test, or ``val_fraction`` held out) from an .npz archive."""
+    if not path.endswith(".npz"):
+        raise ValueError(f"--data {path}: a file must be a .npz archive (x_train, y_train, ...); "
+                         "for images give a folder with a sub-folder per class")
+    if npz_has_splits(path):
+        train, test = load_npz_dataset(path, "train"), load_npz_dataset(path, "test")
+        if train.classes != test.classes and len(test.classes) <= len(train.classes):
+            test.classes = train.classes
+        return DataSplits(train, test, train.classes, name, "x_test/y_test arrays")
+    full = load_npz_dataset(path)
+    train, test = train_val_split(full, val_fraction, seed)
+    return DataSplits(train, test, full.classes, name, f"{val_fraction:.0%} held out, seed {seed}")
+
+
+def _folder_splits(path: str, name: str, val_fraction: float, seed: int, skip_bad_images: bool) -> DataSplits:
+    """An MNIST-layout (IDX) folder, a CIFAR binary folder, or image files in class sub-folders."""
+    from .cifar import find_cifar_dir, load_cifar10, load_cifar100  # noqa: PLC0415
+
+    cifar = find_cifar_dir(path)
+    if has_idx_files(path):
+        classes = FASHION_MNIST_CLASSES if "fashion" in path.lower() else [str(i) for i in range(10)]
+        train = load_idx_split(path, "train", classes, name=name)
+        test = load_idx_split(path, "test", classes, name=name)
+        return DataSplits(train, test, classes, name, "t10k test split")
+    if cifar is not None:
+        loader = load_cifar10 if cifar[0] == "cifar10" else load_cifar100
+        train, test = loader(path, "train"), loader(path, "test")
+        return DataSplits(train, test, train.classes, cifar[0], "official test split")
+    train, test, how = _image_folder_splits(path, val_fraction, seed, skip_bad_images)
+    splits = DataSplits(train, test, train.classes, name, how)
+    for part in {id(p): p for p in (train, test, getattr(train, "dataset", None),
+                                    getattr(test, "dataset", None))}.values():
+        splits.skipped.extend(getattr(part, "skipped", []))
+    splits.skipped = list({s["path"]: s for s in splits.skipped}.values())
+    if splits.skipped:
+        splits.notes.append(f"skipped {len(splits.skipped)} image(s) that do not decode "
+                            "(--skip-bad-images; listed in run.json)")
     return splits
 
 

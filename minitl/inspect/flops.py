@@ -45,78 +45,120 @@ def op_flops(op: str, in_shapes: list, out_shape: tuple, options: dict, wants: t
     needs a gradient.  Unknown ops count one FLOP per output element each way.
     """
     wants = tuple(bool(w) for w in wants) + (False,) * (len(in_shapes) - len(wants))
-    size = prod(out_shape)
-    has = [s is not None for s in in_shapes]
-    if op == "Linear":
-        x, w = in_shapes[0], in_shapes[1]
-        m, k, n = prod(x[:-1]), x[-1], w[0]
-        bias = len(in_shapes) > 2 and has[2]
-        forward = 2 * m * k * n + (m * n if bias else 0)
-        backward = 2 * m * k * n * (wants[0] + wants[1]) + (m * n if bias and wants[2] else 0)
-        return forward, backward
-    if op == "LinearConcat":  # y = x [W₁; …; W_k]ᵀ + b: one GEMM over the stacked weights
-        k = (len(in_shapes) - 1) // 2 if options.get("biased") else len(in_shapes) - 1
-        weights = in_shapes[1:k + 1]
-        out = sum(w[0] for w in weights)
-        m, width = prod(in_shapes[0][:-1]), in_shapes[0][-1]
-        gemm = 2 * m * width * out
-        bias = m * out if options.get("biased") else 0
-        return gemm + bias, gemm * (wants[0] + any(wants[1:k + 1])) + (bias if any(wants[k + 1:]) else 0)
-    if op == "PackedSelfAttention":  # Y = [Q | K | V] (N, T, 3D): h heads of d = D/h
-        n, t, width = in_shapes[0]
-        scores = n * options["num_heads"] * t * t
-        d = width // 3 // options["num_heads"]
-        forward = 4 * scores * d + 6 * scores
-        return forward, (6 * scores * d + 4 * scores) * wants[0]
-    if op == "MatMul":
-        gemm = _gemm(in_shapes[0], in_shapes[1], out_shape)
-        return gemm, gemm * (wants[0] + wants[1])
-    if op == "Conv2d":
-        n, _, _, _ = in_shapes[0]
-        o, cg, kh, kw = in_shapes[1]
-        ho, wo = out_shape[2], out_shape[3]
-        macs = n * ho * wo * o * cg * kh * kw
-        bias = len(in_shapes) > 2 and has[2]
-        forward = 2 * macs + (n * ho * wo * o if bias else 0)
-        backward = 2 * macs * (wants[0] + wants[1]) + (n * ho * wo * o if bias and wants[2] else 0)
-        return forward, backward
-    if op == "ScaledDotProductAttention":  # S = QKᵀ/√d, P = softmax(S), O = PV
-        q, k, v = in_shapes[:3]
-        batch, lq, lk, d, dv = prod(q[:-2]), q[-2], k[-2], q[-1], v[-1]
-        scores = batch * lq * lk
-        forward = 2 * scores * d + 2 * scores * dv + 6 * scores  # two GEMMs, scale + softmax
-        dp = 2 * scores * dv if (wants[0] or wants[1]) else 0  # dJ/dP = dJ/dO Vᵀ
-        backward = dp + 4 * scores * (wants[0] or wants[1]) + 2 * scores * d * (wants[0] + wants[1]) \
-            + 2 * scores * dv * wants[2]
-        return forward, backward
-    if op in RECURRENT:  # inputs x (T, N, I), S states, W_ih (G·H, I), W_hh (G·H, H), b_ih, b_hh
-        (t, n, i), states = in_shapes[0], (2 if op.startswith("LSTM") else 1)
-        gh, h = in_shapes[1 + states][0], in_shapes[2 + states][1]
-        projection, recurrence = 2 * t * n * i * gh, 2 * t * n * h * gh
-        pointwise = RECURRENT[op] * t * n * h
-        forward = projection + recurrence + pointwise + 2 * t * n * gh  # + the two biases
-        # BPTT: δ W_hh every step, dJ/dW_ih and dJ/dW_hh one GEMM each, dJ/dx if wanted
-        backward = recurrence + 2 * pointwise + projection * wants[1 + states] + recurrence * wants[2 + states] \
-            + projection * wants[0]
-        return forward, backward
-    if op in ("MaxPool2d", "AvgPool2d"):
-        kh, kw = options.get("kernel", (1, 1))
-        return size * kh * kw, (size if op == "MaxPool2d" else size * kh * kw) * wants[0]
-    if op == "AdaptiveAvgPool2d":
-        return prod(in_shapes[0]), prod(in_shapes[0]) * wants[0]
-    if op in ("BatchNorm", "LayerNorm"):
-        n = prod(in_shapes[0])
-        statistics = 3 * n if (op == "LayerNorm" or options.get("training")) else 0
-        return 4 * n + statistics, 9 * n if any(wants) else 0
-    if op in ("Sum", "Mean", "Max"):
-        n = prod(in_shapes[0])
-        return n, n * wants[0]
-    if op == "NLLLoss":
-        return size, size * wants[0]
+    formula = _FORMULAS.get(op)
+    if formula is not None:
+        return formula(op, in_shapes, out_shape, options, wants)
     if op in NO_ARITHMETIC:
         return 0, 0
+    size = prod(out_shape)
     forward, backward = PER_ELEMENT.get(op, (1, 1))
     return forward * size, backward * size * sum(wants)
+
+
+def _linear(op, in_shapes, out_shape, options, wants):
+    """y = x Wᵀ + b: 2·m·k·n for the GEMM, once more per wanted gradient of x and of W."""
+    x, w = in_shapes[0], in_shapes[1]
+    m, k, n = prod(x[:-1]), x[-1], w[0]
+    bias = len(in_shapes) > 2 and in_shapes[2] is not None
+    forward = 2 * m * k * n + (m * n if bias else 0)
+    backward = 2 * m * k * n * (wants[0] + wants[1]) + (m * n if bias and wants[2] else 0)
+    return forward, backward
+
+
+def _linear_concat(op, in_shapes, out_shape, options, wants):
+    """y = x [W₁; …; W_k]ᵀ + b: one GEMM over the stacked weights."""
+    k = (len(in_shapes) - 1) // 2 if options.get("biased") else len(in_shapes) - 1
+    weights = in_shapes[1:k + 1]
+    out = sum(w[0] for w in weights)
+    m, width = prod(in_shapes[0][:-1]), in_shapes[0][-1]
+    gemm = 2 * m * width * out
+    bias = m * out if options.get("biased") else 0
+    return gemm + bias, gemm * (wants[0] + any(wants[1:k + 1])) + (bias if any(wants[k + 1:]) else 0)
+
+
+def _matmul(op, in_shapes, out_shape, options, wants):
+    gemm = _gemm(in_shapes[0], in_shapes[1], out_shape)
+    return gemm, gemm * (wants[0] + wants[1])
+
+
+def _packed_attention(op, in_shapes, out_shape, options, wants):
+    """Y = [Q | K | V] (N, T, 3D): h heads of d = D/h."""
+    n, t, width = in_shapes[0]
+    scores = n * options["num_heads"] * t * t
+    d = width // 3 // options["num_heads"]
+    forward = 4 * scores * d + 6 * scores
+    return forward, (6 * scores * d + 4 * scores) * wants[0]
+
+
+def _attention(op, in_shapes, out_shape, options, wants):
+    """S = QKᵀ/√d, P = softmax(S), O = PV."""
+    q, k, v = in_shapes[:3]
+    batch, lq, lk, d, dv = prod(q[:-2]), q[-2], k[-2], q[-1], v[-1]
+    scores = batch * lq * lk
+    forward = 2 * scores * d + 2 * scores * dv + 6 * scores  # two GEMMs, scale + softmax
+    dp = 2 * scores * dv if (wants[0] or wants[1]) else 0  # dJ/dP = dJ/dO Vᵀ
+    backward = dp + 4 * scores * (wants[0] or wants[1]) + 2 * scores * d * (wants[0] + wants[1]) \
+        + 2 * scores * dv * wants[2]
+    return forward, backward
+
+
+def _conv2d(op, in_shapes, out_shape, options, wants):
+    """2·N·Ho·Wo·O·(C/g)·kh·kw multiply-adds, once more per wanted gradient of x and of the kernel."""
+    n, _, _, _ = in_shapes[0]
+    o, cg, kh, kw = in_shapes[1]
+    ho, wo = out_shape[2], out_shape[3]
+    macs = n * ho * wo * o * cg * kh * kw
+    bias = len(in_shapes) > 2 and in_shapes[2] is not None
+    forward = 2 * macs + (n * ho * wo * o if bias else 0)
+    backward = 2 * macs * (wants[0] + wants[1]) + (n * ho * wo * o if bias and wants[2] else 0)
+    return forward, backward
+
+
+def _recurrent(op, in_shapes, out_shape, options, wants):
+    """Inputs x (T, N, I), S states, W_ih (G·H, I), W_hh (G·H, H), b_ih, b_hh."""
+    (t, n, i), states = in_shapes[0], (2 if op.startswith("LSTM") else 1)
+    gh, h = in_shapes[1 + states][0], in_shapes[2 + states][1]
+    projection, recurrence = 2 * t * n * i * gh, 2 * t * n * h * gh
+    pointwise = RECURRENT[op] * t * n * h
+    forward = projection + recurrence + pointwise + 2 * t * n * gh  # + the two biases
+    # BPTT: δ W_hh every step, dJ/dW_ih and dJ/dW_hh one GEMM each, dJ/dx if wanted
+    backward = recurrence + 2 * pointwise + projection * wants[1 + states] + recurrence * wants[2 + states] \
+        + projection * wants[0]
+    return forward, backward
+
+
+def _pool(op, in_shapes, out_shape, options, wants):
+    size = prod(out_shape)
+    kh, kw = options.get("kernel", (1, 1))
+    return size * kh * kw, (size if op == "MaxPool2d" else size * kh * kw) * wants[0]
+
+
+def _adaptive_pool(op, in_shapes, out_shape, options, wants):
+    return prod(in_shapes[0]), prod(in_shapes[0]) * wants[0]
+
+
+def _norm(op, in_shapes, out_shape, options, wants):
+    """BatchNorm / LayerNorm: statistics (training, or always for LayerNorm), normalise, scale and shift."""
+    n = prod(in_shapes[0])
+    statistics = 3 * n if (op == "LayerNorm" or options.get("training")) else 0
+    return 4 * n + statistics, 9 * n if any(wants) else 0
+
+
+def _reduction(op, in_shapes, out_shape, options, wants):
+    n = prod(in_shapes[0])
+    return n, n * wants[0]
+
+
+def _nll(op, in_shapes, out_shape, options, wants):
+    size = prod(out_shape)
+    return size, size * wants[0]
+
+
+_FORMULAS = {"Linear": _linear, "LinearConcat": _linear_concat, "MatMul": _matmul,
+             "PackedSelfAttention": _packed_attention, "ScaledDotProductAttention": _attention, "Conv2d": _conv2d,
+             **{name: _recurrent for name in RECURRENT}, "MaxPool2d": _pool, "AvgPool2d": _pool,
+             "AdaptiveAvgPool2d": _adaptive_pool, "BatchNorm": _norm, "LayerNorm": _norm,
+             "Sum": _reduction, "Mean": _reduction, "Max": _reduction, "NLLLoss": _nll}
 
 
 def workspace(op: str, in_shapes: list, out_shape: tuple, options: dict, itemsize: int, xp) -> tuple[int, str]:

@@ -93,10 +93,7 @@ def multitask(job: Job, config: MultiTaskConfig, out_dir, groups: dict | None = 
               weighting: str = "fixed", single: bool = True, resume: bool = False, show_progress: bool = True,
               log=print, mode: str = "features", unfreeze: int = 1) -> dict:
     """Train main + auxiliary (and, with ``single``, main alone); returns the report dict."""
-    if mode not in MODES:
-        raise ValueError(f"multitask mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "finetune" and unfreeze < 1:
-        raise ValueError(f"finetune needs --unfreeze >= 1 (the number of last stages to train), got {unfreeze}")
+    _check_mode(mode, unfreeze)
     x, y, x_test, y_test, classes, described, cut, backbone, spec, source = cached_inputs(
         job, log, show_progress, unfreeze if mode == "finetune" else 0)
     groups = groups or default_groups(classes)
@@ -116,15 +113,7 @@ def multitask(job: Job, config: MultiTaskConfig, out_dir, groups: dict | None = 
                                                           f", {weighting} weighting" if len(heads) > 1 else "") + " ===")
         if mode == "finetune" and name != next(iter(runs)):  # every run starts from the pretrained weights
             backbone = resolve_backbone(job, lambda message: None)[0]
-        transfer, model = build_transfer_multitask(backbone, heads, job.hidden, config.seed,
-                                                   cut if mode == "finetune" else None, weights,
-                                                   weighting if len(heads) > 1 else "fixed",
-                                                   probe_shape=(3,) + tuple(spec.input_size))
-        if job.device:
-            transfer.to(job.device)
-            model.to(job.device)
-        run_config = replace(config, main="main", conflict=config.conflict if len(heads) > 1 else (),
-                             backbone_lr=config.backbone_lr if mode == "finetune" else None)
+        transfer, model, run_config = _build_run(backbone, heads, weights, job, config, mode, cut, weighting, spec)
         run_dir = os.path.join(out_dir, name)
         trainer = MultiTaskTrainer(model, train, test, run_config, out_dir=run_dir, log=log,
                                    show_progress=show_progress, device=job.device,
@@ -140,19 +129,51 @@ def multitask(job: Job, config: MultiTaskConfig, out_dir, groups: dict | None = 
                          "note": "the main task's network; every head's weights are in checkpoint.npz"})
         result["files"]["model"] = model_path
         results[name] = result
-        summary = summarize_conflict(result["steps"]).get("main|aux", {})
-        rows.append({"run": name if name == "single" else f"multitask ({weighting}"
-                     + (f", λ={aux_weight:g})" if weighting == "fixed" else ")"),
-                     "main_accuracy": result["accuracy"], "epochs": len(result["history"]),
-                     "train_seconds": result["train_seconds"], "mean_cos": summary.get("mean_cos"),
-                     "aux_accuracy": result["held_out"].get("aux", {}).get("accuracy")})
+        rows.append(_row(name, result, weighting, aux_weight))
     report = {"data": described, "groups": groups, "mode": mode, "rows": rows, "table": format_comparison(rows),
               "models": {name: results[name]["files"]["model"] for name in results},
               "held_out_examples": int(len(y_test))}
     if single:
-        gain = results["multitask"]["accuracy"] - results["single"]["accuracy"]
-        report["gain"] = gain
-        report["verdict"] = (f"the auxiliary head {'helps' if gain > 0 else 'does NOT help'} the main task here: "
-                             f"{100 * results['multitask']['accuracy']:.2f}% vs {100 * results['single']['accuracy']:.2f}% "
-                             f"alone ({100 * gain:+.2f} points, one seed, {len(y_test)} held-out examples)")
+        report["gain"], report["verdict"] = _verdict(results, len(y_test))
     return report
+
+
+def _check_mode(mode: str, unfreeze: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"multitask mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "finetune" and unfreeze < 1:
+        raise ValueError(f"finetune needs --unfreeze >= 1 (the number of last stages to train), got {unfreeze}")
+
+
+def _build_run(backbone, heads: dict, weights, job: Job, config: MultiTaskConfig, mode: str, cut: int, weighting: str,
+               spec):
+    """(transfer model, multi-task model, run config) of one run: the heads on the backbone (trained from
+    ``cut`` on in finetune), on the job's device."""
+    transfer, model = build_transfer_multitask(backbone, heads, job.hidden, config.seed,
+                                               cut if mode == "finetune" else None, weights,
+                                               weighting if len(heads) > 1 else "fixed",
+                                               probe_shape=(3,) + tuple(spec.input_size))
+    if job.device:
+        transfer.to(job.device)
+        model.to(job.device)
+    run_config = replace(config, main="main", conflict=config.conflict if len(heads) > 1 else (),
+                         backbone_lr=config.backbone_lr if mode == "finetune" else None)
+    return transfer, model, run_config
+
+
+def _row(name: str, result: dict, weighting: str, aux_weight: float) -> dict:
+    """One run's line of the comparison table."""
+    summary = summarize_conflict(result["steps"]).get("main|aux", {})
+    return {"run": name if name == "single" else f"multitask ({weighting}"
+            + (f", λ={aux_weight:g})" if weighting == "fixed" else ")"),
+            "main_accuracy": result["accuracy"], "epochs": len(result["history"]),
+            "train_seconds": result["train_seconds"], "mean_cos": summary.get("mean_cos"),
+            "aux_accuracy": result["held_out"].get("aux", {}).get("accuracy")}
+
+
+def _verdict(results: dict, held_out: int) -> tuple:
+    """(gain, sentence): the main task's accuracy with the auxiliary head minus without it."""
+    gain = results["multitask"]["accuracy"] - results["single"]["accuracy"]
+    return gain, (f"the auxiliary head {'helps' if gain > 0 else 'does NOT help'} the main task here: "
+                  f"{100 * results['multitask']['accuracy']:.2f}% vs {100 * results['single']['accuracy']:.2f}% "
+                  f"alone ({100 * gain:+.2f} points, one seed, {held_out} held-out examples)")

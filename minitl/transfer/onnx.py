@@ -157,35 +157,10 @@ def _branch(graph, tensor):
 
 
 def _walk(graph):
-    residual_adds = [
-        n for n in graph.nodes
-        if n.op_type in ("Add", "Sum") and len(n.input) == 2 and not any(i in graph.consts for i in n.input)
-    ]
-    if not residual_adds:
-        raise WeightsError("no residual additions in the ONNX graph: not a ResNet (only ResNets are mapped from ONNX)")
-    blocks = []
-    for add in residual_adds:
-        (fork_a, convs_a), (fork_b, convs_b) = (_branch(graph, t) for t in add.input)
-        if fork_a != fork_b or len(convs_a) == len(convs_b) or max(len(convs_a), len(convs_b)) < 2:
-            raise WeightsError(
-                f"residual Add {add.name!r}: branches of {len(convs_a)} and {len(convs_b)} convs that do not "
-                "fork from one tensor; not a ResNet block this reader understands"
-            )
-        main, shortcut = (convs_a, convs_b) if len(convs_a) > len(convs_b) else (convs_b, convs_a)
-        if len(shortcut) > 1:
-            raise WeightsError(f"residual Add {add.name!r}: shortcut of {len(shortcut)} convs")
-        blocks.append({"main": [_unit(graph, c) for c in main], "shortcut": _unit(graph, shortcut[0]) if shortcut else None})
-
-    in_blocks = {id(u["conv"]) for b in blocks for u in b["main"] + ([b["shortcut"]] if b["shortcut"] else [])}
-    first = min(graph.order[id(u["conv"])] for u in blocks[0]["main"] + ([blocks[0]["shortcut"]] if blocks[0]["shortcut"] else []))
-    convs = [n for n in graph.nodes if n.op_type == "Conv"]
-    stem = [c for c in convs if id(c) not in in_blocks and graph.order[id(c)] < first]
-    stray = [c for c in convs if id(c) not in in_blocks and graph.order[id(c)] > first]
-    if len(stem) != 1:
-        raise WeightsError(f"the stem has {len(stem)} convolutions; the ResNet builder has exactly one")
-    if stray:
-        raise WeightsError(f"{len(stray)} convolutions outside the residual blocks after the stem (e.g. {stray[0].name!r})")
-
+    """(state_dict, mapping rows, structure) of the ResNet in ``graph``: the stem, then each residual block
+    (main convs, optional shortcut) named as torchvision names them, then the head."""
+    residual_adds, blocks = _residual_blocks(graph)
+    stem = _stem(graph, blocks)
     state, rows, structure = OrderedDict(), [], {"convs": OrderedDict(), "bn_eps": set(), "notes": []}
 
     def put(target, source_name, source, array=None, conversion=""):
@@ -205,14 +180,8 @@ def _walk(graph):
             for field, index in (("weight", 1), ("bias", 2), ("running_mean", 3), ("running_var", 4)):
                 put(f"{bn_name}.{field}", *graph.const(bn.input[index]))
 
-    emit(_unit(graph, stem[0]), "conv1", "bn1")
-    stage, index = 0, 0
-    for i, block in enumerate(blocks):
-        if i == 0 or block["shortcut"] is not None:
-            stage, index = stage + 1, 0
-        else:
-            index += 1
-        prefix = f"layer{stage}.{index}"
+    emit(_unit(graph, stem), "conv1", "bn1")
+    for prefix, block in _named_blocks(blocks):
         for k, unit in enumerate(block["main"], start=1):
             emit(unit, f"{prefix}.conv{k}", f"{prefix}.bn{k}")
         if block["shortcut"] is not None:
@@ -221,6 +190,55 @@ def _walk(graph):
     _pooling_notes(graph, structure)
     structure["bn_eps"] = sorted(structure["bn_eps"])
     return state, rows, structure
+
+
+def _residual_blocks(graph):
+    """(the residual Adds, one block per Add): each Add joins a main branch of 2+ convs and a shortcut
+    of 0 or 1 conv forking from one tensor."""
+    residual_adds = [
+        n for n in graph.nodes
+        if n.op_type in ("Add", "Sum") and len(n.input) == 2 and not any(i in graph.consts for i in n.input)
+    ]
+    if not residual_adds:
+        raise WeightsError("no residual additions in the ONNX graph: not a ResNet (only ResNets are mapped from ONNX)")
+    blocks = []
+    for add in residual_adds:
+        (fork_a, convs_a), (fork_b, convs_b) = (_branch(graph, t) for t in add.input)
+        if fork_a != fork_b or len(convs_a) == len(convs_b) or max(len(convs_a), len(convs_b)) < 2:
+            raise WeightsError(
+                f"residual Add {add.name!r}: branches of {len(convs_a)} and {len(convs_b)} convs that do not "
+                "fork from one tensor; not a ResNet block this reader understands"
+            )
+        main, shortcut = (convs_a, convs_b) if len(convs_a) > len(convs_b) else (convs_b, convs_a)
+        if len(shortcut) > 1:
+            raise WeightsError(f"residual Add {add.name!r}: shortcut of {len(shortcut)} convs")
+        blocks.append({"main": [_unit(graph, c) for c in main], "shortcut": _unit(graph, shortcut[0]) if shortcut else None})
+    return residual_adds, blocks
+
+
+def _stem(graph, blocks):
+    """The one convolution before the first block; no convolution may stand outside the blocks after it."""
+    in_blocks = {id(u["conv"]) for b in blocks for u in b["main"] + ([b["shortcut"]] if b["shortcut"] else [])}
+    first = min(graph.order[id(u["conv"])] for u in blocks[0]["main"] + ([blocks[0]["shortcut"]] if blocks[0]["shortcut"] else []))
+    convs = [n for n in graph.nodes if n.op_type == "Conv"]
+    stem = [c for c in convs if id(c) not in in_blocks and graph.order[id(c)] < first]
+    stray = [c for c in convs if id(c) not in in_blocks and graph.order[id(c)] > first]
+    if len(stem) != 1:
+        raise WeightsError(f"the stem has {len(stem)} convolutions; the ResNet builder has exactly one")
+    if stray:
+        raise WeightsError(f"{len(stray)} convolutions outside the residual blocks after the stem (e.g. {stray[0].name!r})")
+    return stem[0]
+
+
+def _named_blocks(blocks):
+    """(``layer<stage>.<index>``, block) in order: a block with a shortcut conv starts a new stage."""
+    stage, index = 0, 0
+    for i, block in enumerate(blocks):
+        if i == 0 or block["shortcut"] is not None:
+            stage, index = stage + 1, 0
+        else:
+            index += 1
+        yield f"layer{stage}.{index}", block
 
 
 def _head(graph, last_add, put, structure):
