@@ -45,16 +45,52 @@ class Dataset:
         return numpy.stack([x for x, _ in items]), numpy.asarray([y for _, y in items], dtype=numpy.int64)
 
 
+class InMemoryDataset(Dataset):
+    """Samples held in memory beside an int64 ``labels`` array (one per sample).
+
+    The protocol comes from two hooks: ``_sample(i)`` (the sample ``ds[i]`` pairs with its label) and
+    ``_gather(indices)`` (a batch of samples); ``fingerprint()`` is the sha256 of ``_fingerprint_tag``,
+    what ``_hash_samples(h)`` feeds in and the class names, computed once.
+    """
+
+    in_memory = True
+    labels: numpy.ndarray
+    _fingerprint_tag = b"InMemoryDataset"
+    _fingerprint = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self._sample(index), int(self.labels[index])
+
+    @property
+    def targets(self) -> numpy.ndarray:
+        return self.labels
+
+    def get_batch(self, indices):
+        indices = numpy.asarray(indices, dtype=numpy.int64)
+        return self._gather(indices), self.labels[indices]
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            h = hashlib.sha256(self._fingerprint_tag)
+            self._hash_samples(h)
+            h.update("\0".join(self.classes).encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+
 def _hash_array(h, array) -> None:
     array = numpy.ascontiguousarray(array)
     h.update(f"{array.dtype.str}{array.shape}".encode())
     h.update(memoryview(array).cast("B"))
 
 
-class ArrayDataset(Dataset):
+class ArrayDataset(InMemoryDataset):
     """Images and labels held in arrays: ``images`` (N, H, W) or (N, H, W, C), ``labels`` (N,) ints."""
 
-    in_memory = True
+    _fingerprint_tag = b"ArrayDataset"
 
     def __init__(self, images, labels, classes=None, name: str = "arrays"):
         images, labels = numpy.asarray(images), numpy.asarray(labels)
@@ -79,30 +115,16 @@ class ArrayDataset(Dataset):
         if len(labels) and labels.max() >= len(classes):
             raise ValueError(f"ArrayDataset: label {int(labels.max())} but only {len(classes)} class names")
         self.images, self.labels, self.classes, self.name = images, labels, classes, name
-        self._fingerprint = None
 
-    def __len__(self) -> int:
-        return len(self.labels)
+    def _sample(self, index):
+        return self.images[index]
 
-    def __getitem__(self, index):
-        return self.images[index], int(self.labels[index])
+    def _gather(self, indices):
+        return self.images[indices]
 
-    @property
-    def targets(self) -> numpy.ndarray:
-        return self.labels
-
-    def get_batch(self, indices):
-        indices = numpy.asarray(indices, dtype=numpy.int64)
-        return self.images[indices], self.labels[indices]
-
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            h = hashlib.sha256(b"ArrayDataset")
-            _hash_array(h, self.images)
-            _hash_array(h, self.labels)
-            h.update("\0".join(self.classes).encode())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
+    def _hash_samples(self, h) -> None:
+        _hash_array(h, self.images)
+        _hash_array(h, self.labels)
 
     def __repr__(self) -> str:
         return f"ArrayDataset({self.name!r}, {len(self)} images {self.images.shape[1:]}, {len(self.classes)} classes)"

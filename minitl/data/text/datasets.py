@@ -11,15 +11,15 @@ import hashlib
 
 import numpy
 
-from ..datasets import Dataset
+from ..datasets import InMemoryDataset
 from .wordpiece import pad_batch
 
 
-class TextDataset(Dataset):
+class TextDataset(InMemoryDataset):
     """``texts`` (list of str) with int ``labels`` in 0..len(classes)-1."""
 
-    in_memory = True
     unit = "texts"
+    _fingerprint_tag = b"TextDataset"
 
     def __init__(self, texts, labels, classes, name: str = "texts"):
         texts = list(texts)
@@ -33,32 +33,18 @@ class TextDataset(Dataset):
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise ValueError(f"TextDataset: labels must lie in 0..{len(classes) - 1} ({len(classes)} classes)")
         self.texts, self.labels, self.classes, self.name = texts, labels, classes, name
-        self._fingerprint = None
 
-    def __len__(self) -> int:
-        return len(self.texts)
+    def _sample(self, index):
+        return self.texts[index]
 
-    def __getitem__(self, index):
-        return self.texts[index], int(self.labels[index])
+    def _gather(self, indices):
+        return [self.texts[i] for i in indices]
 
-    @property
-    def targets(self) -> numpy.ndarray:
-        return self.labels
-
-    def get_batch(self, indices):
-        indices = numpy.asarray(indices, dtype=numpy.int64)
-        return [self.texts[i] for i in indices], self.labels[indices]
-
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            h = hashlib.sha256(b"TextDataset")
-            for text in self.texts:
-                h.update(text.encode("utf-8", "surrogatepass"))
-                h.update(b"\0")
-            h.update(self.labels.tobytes())
-            h.update("\0".join(self.classes).encode())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
+    def _hash_samples(self, h) -> None:
+        for text in self.texts:
+            h.update(text.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+        h.update(self.labels.tobytes())
 
     def __repr__(self) -> str:
         return f"TextDataset({self.name!r}, {len(self)} texts, {len(self.classes)} classes)"
@@ -70,10 +56,9 @@ def texts_of(dataset) -> list:
     return list(texts)
 
 
-class EncodedText(Dataset):
+class EncodedText(InMemoryDataset):
     """``dataset`` (texts) tokenized once with ``tokenizer.encode(text, max_length)``."""
 
-    in_memory = True
     unit = "texts"
 
     def __init__(self, dataset, tokenizer, max_length: int | None):
@@ -82,27 +67,20 @@ class EncodedText(Dataset):
         self.max_length, self.pad_id = max_length, tokenizer.pad_id
         self.sequences = [tokenizer.encode(t, max_length) for t in texts_of(dataset)]
         self.lengths = numpy.asarray([len(s) for s in self.sequences], dtype=numpy.int64)
-        self._labels = numpy.asarray(dataset.targets, dtype=numpy.int64)
+        self.labels = numpy.asarray(dataset.targets, dtype=numpy.int64)
         self._tag = f"max_length={max_length};vocab={tokenizer.vocab_size}"
 
-    def __len__(self) -> int:
-        return len(self.sequences)
+    def _sample(self, index):
+        return self.sequences[index]
 
-    def __getitem__(self, index):
-        return self.sequences[index], int(self._labels[index])
-
-    @property
-    def targets(self) -> numpy.ndarray:
-        return self._labels
-
-    def get_batch(self, indices):
-        indices = numpy.asarray(indices, dtype=numpy.int64)
-        ids, mask = pad_batch([self.sequences[i] for i in indices], self.pad_id)
-        return (ids, mask), self._labels[indices]
+    def _gather(self, indices):
+        """(input_ids, attention_mask), int64 (B, T) padded to the batch's longest text."""
+        return pad_batch([self.sequences[i] for i in indices], self.pad_id)
 
     def truncated(self) -> int:
         """How many texts reached ``max_length`` (were, or may have been, truncated)."""
         return int((self.lengths >= self.max_length).sum()) if self.max_length else 0
 
     def fingerprint(self) -> str:
+        """The texts' fingerprint and the tokenization settings (not cached: the texts' is)."""
         return hashlib.sha256(f"{self.dataset.fingerprint()};{self._tag}".encode()).hexdigest()
