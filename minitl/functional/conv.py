@@ -37,7 +37,8 @@ against the other):
   one thread: no BLAS thread barrier per GEMM call, which is what collapses under load.
   ``parallel.set_threads(1)`` gives the serial path; results are bitwise reproducible for a fixed setting.
 * **Winograd F(2×2, 3×3)** (:mod:`minitl.functional.winograd`) for 3×3 stride-1 convolutions
-  where it pays (2.25× fewer multiplications than the GEMM); :func:`set_winograd` chooses.
+  where it pays (2.25× fewer multiplications than the GEMM): the forward and dJ/dx from 64
+  channels, dJ/dW too from 256 channels; :func:`set_winograd` chooses (True: all three always).
 """
 from __future__ import annotations
 
@@ -228,6 +229,9 @@ class Conv2d(Function):
         if bias is not None:
             y += bias
         # keep for backward only what the wanted gradients need
+        O, Cg, KH, KW = weight.shape  # the weight gradient by Winograd too? (decided now: the mode may change)
+        self.winograd_weight = _use_winograd(KH, KW, stride, dilation, groups, Cg * groups, O, *y.shape[1:3]) and (
+            _WINOGRAD is True or _winograd.weight_grad_worth_it(Cg * groups, O))
         self.col = col
         self.x = x if need_w and col is None else None
         self.weight = weight if self.needs_input_grad[0] else None
@@ -258,6 +262,10 @@ class Conv2d(Function):
         O, Cg, KH, KW = self.w_shape
         Og = O // groups
         N = gy.shape[0]
+        if self.winograd_weight:
+            # F(2×2, 3×3) for the weight gradient too: 2.25× fewer multiplications than X_colᵀ · dJ/dy
+            xpad = pad_nhwc(xp, self.x, *padding, Ho % 2, Wo % 2)
+            return _winograd.grad_weight(xp, xpad, gy, batch_chunks)
         if self.col is not None:
             chunks, xpad, buffers = self.col, None, None
         else:

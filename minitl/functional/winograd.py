@@ -14,6 +14,13 @@ over input channels, the ⊙ becomes 16 independent GEMMs, one per tile position
 
     M[ab] (tiles, O) = V[ab] (tiles, C) · U[ab] (C, O),   V = Bᵀ d B,  U = G g Gᵀ
 
+The weight gradient stays in the same domain (M = V ⊙ U per tile, summed over tiles and channels):
+
+    dJ/dM[ab] = A dJ/dY Aᵀ (per tile),   dJ/dU[ab] (C, O) = V[ab]ᵀ · dJ/dM[ab],
+    dJ/dk[o, c] = Gᵀ dJ/dU[·, ·, c, o] G
+
+again 16 GEMMs, 2.25× fewer multiplications than the im2col weight gradient X_colᵀ · dJ/dy.
+
 The transforms are sums and differences of strided views (no loops over pixels); the same
 NHWC layout as the im2col path.  Numerically it is a reassociation of the same sums, exact
 up to float rounding (the tests hold it to the plain-loop reference like the im2col path).
@@ -24,12 +31,28 @@ from . import parallel
 
 
 def worth_it(C: int, O: int, Ho: int, Wo: int) -> bool:
-    """Whether winograd="auto" picks this path: where benchmarks/conv.py measured it faster than
-    im2col + GEMM on the CPU — 256 channels and more (256@8×8: ~0.75×, 512@4×4: ~0.67× the im2col
-    time; 64@32×32 and 128@16×16 lose, their transforms cost more than the 2.25× fewer
-    multiplications save).  Per output pixel the GEMM saving grows with C·O and the transform
-    cost with C + O, so the channel count decides, not the image size."""
+    """Whether winograd="auto" picks this path: from 64 channels in and out.  Measured in CPU time
+    (single-threaded, the machine shared) against im2col + GEMM at batch 64, forward + backward:
+    64@32×32 ~0.83×, 128@16×16 ~0.9×, 256@8×8 and 512@4×4 ~0.75× the time; a whole ResNet-18
+    CIFAR training step ~0.9× (benchmarks/cnn_train.py).  Below 64 channels the 16 GEMMs are too
+    thin for BLAS and the transforms dominate.  Per output pixel the GEMM saving grows with C·O
+    and the transform cost with C + O, so the channel count decides, not the image size."""
+    return C >= 64 and O >= 64
+
+
+def weight_grad_worth_it(C: int, O: int) -> bool:
+    """Whether winograd="auto" computes the weight gradient by :func:`grad_weight` too (where the forward
+    is Winograd): from 256 channels, measured against X_colᵀ · dJ/dy single-threaded at batch 64
+    (256@8: ~0.87×, 512@4: ~0.75× the time; 64@32 and 128@16 even — there the input transform
+    costs about what the column copy does)."""
     return C >= 256 and O >= 256
+
+
+def _kron_g(xp, dtype):
+    """G ⊗ G (16, 9): vec(G k Gᵀ) = (G ⊗ G) · vec(k), rows ordered (a, b), columns (i, j)."""
+    e = xp.eye(3, dtype=dtype)
+    G = xp.stack([e[0], (e[0] + e[1] + e[2]) * 0.5, (e[0] - e[1] + e[2]) * 0.5, e[2]])  # (4, 3), built on the device
+    return xp.kron(G, G)
 
 
 def kernel_transform(xp, w, transposed: bool = False):
@@ -41,9 +64,7 @@ def kernel_transform(xp, w, transposed: bool = False):
     at once; rotating k by 180° reverses vec(k), i.e. the columns of G ⊗ G.
     """
     O, C = w.shape[:2]
-    e = xp.eye(3, dtype=w.dtype)
-    G = xp.stack([e[0], (e[0] + e[1] + e[2]) * 0.5, (e[0] - e[1] + e[2]) * 0.5, e[2]])  # (4, 3), built on the device
-    GG = xp.kron(G, G)  # (16, 9)
+    GG = _kron_g(xp, w.dtype)  # (16, 9)
     kernels = w.transpose(2, 3, 0, 1).reshape(9, O * C)  # row 3i + j holds k[i, j] of every (o, c)
     if transposed:
         return xp.matmul(GG[:, ::-1], kernels).reshape(16, O, C)  # (16, Cin = O, Cout = C)
@@ -116,3 +137,68 @@ def conv3x3_nhwc(xp, xpad, u, Ho: int, Wo: int, chunks):
     if 2 * th != Ho or 2 * tw != Wo:
         y = xp.ascontiguousarray(y[:, :Ho, :Wo])
     return y
+
+
+def output_gradient_transform(xp, gy, th: int, tw: int, e, dm):
+    """dJ/dM = A dJ/dY Aᵀ for every 2×2 output tile: gy (n, 2th, 2tw, O) -> ``dm`` (4, 4, n, th, tw, O).
+
+    The adjoint of :func:`output_transform` (Y = Aᵀ M A), A = Aᵀᵀ (4×2) with rows [1, 0], [1, 1],
+    [1, −1], [0, −1]:  along rows e[a] = A[a, 0]·dY[0] + A[a, 1]·dY[1] into ``e`` (4, 2, n, th, tw, O),
+    then along columns dM[a, b] = A[b, 0]·e[a, 0] + A[b, 1]·e[a, 1].
+    """
+    d = [[gy[:, r::2, c::2] for c in range(2)] for r in range(2)]  # dY[r][c]: (n, th, tw, O)
+    for c in range(2):
+        _a(xp, d[0][c], d[1][c], [e[a, c] for a in range(4)])
+    for a in range(4):
+        _a(xp, e[a, 0], e[a, 1], dm[a])
+
+
+def _a(xp, d0, d1, out):
+    """out[0..3] = A applied to (d0, d1): d0, d0 + d1, d0 − d1, −d1."""
+    out[0][...] = d0
+    xp.add(d0, d1, out=out[1])
+    xp.subtract(d0, d1, out=out[2])
+    xp.negative(d1, out=out[3])
+
+
+def grad_weight(xp, xpad, gy, chunks):
+    """dJ/dw (O, C, 3, 3) of the F(2×2, 3×3) convolution, in the Winograd domain (module docstring).
+
+    xpad: the zero-padded NHWC input (N, 2th + 2, 2tw + 2, C) the forward read; gy: dJ/dy as
+    NHWC (N, Ho, Wo, O), th = ⌈Ho/2⌉, tw = ⌈Wo/2⌉.  Per batch chunk (``chunks`` as in
+    :func:`conv3x3_nhwc`): V = Bᵀ d B, dJ/dM = A dJ/dY Aᵀ, and the 16 GEMMs V[ab]ᵀ · dJ/dM[ab];
+    the chunks' (16, C, O) parts are summed in the chunks' order (reproducible for a fixed
+    thread setting), then dJ/dk = (G ⊗ G)ᵀ · vec(dJ/dU).
+    """
+    N, Hp, Wp, C = xpad.shape
+    Ho, Wo, O = gy.shape[1:]
+    th, tw = (Ho + 1) // 2, (Wo + 1) // 2
+    if 2 * th != Ho or 2 * tw != Wo:  # odd sizes: the cropped outputs have zero gradient
+        full = xp.empty((N, 2 * th, 2 * tw, O), dtype=gy.dtype)
+        full[:, Ho:] = 0
+        full[:, :, Wo:] = 0
+        full[:, :Ho, :Wo] = gy
+        gy = full
+    per_sample = (4 * th * Wp * C + 16 * th * tw * (C + O) + 8 * th * tw * O) * xpad.itemsize
+    pieces = parallel.spread(xp, chunks(xp, N, per_sample, th * tw), per_sample)
+    step = max(n1 - n0 for n0, n1 in pieces)
+    scratch = [(xp.empty((4, step, th, Wp, C), dtype=xpad.dtype), xp.empty((16, step, th, tw, C), dtype=xpad.dtype),
+                xp.empty((4, 4, step, th, tw, O), dtype=xpad.dtype), xp.empty((4, 2, step, th, tw, O), dtype=xpad.dtype))
+               for _ in range(parallel.workers(xp, len(pieces)))]
+
+    def tiles(bounds, slot):  # this chunk's dJ/dU: (16, C, O)
+        n0, n1 = bounds
+        k = n1 - n0
+        t, v, dm, e = scratch[slot]
+        t, v, dm, e = t[:, :k], v[:, :k], dm[:, :, :k], e[:, :, :k]  # (the last chunk may be shorter)
+        input_transform(xp, xpad[n0:n1], th, tw, t, v)
+        output_gradient_transform(xp, gy[n0:n1], th, tw, e, dm)
+        vt = v.reshape(16, k * th * tw, C).transpose(0, 2, 1)
+        return xp.matmul(vt, dm.reshape(16, k * th * tw, O))  # 16 GEMMs: (C, tiles) · (tiles, O)
+
+    parts = parallel.run_chunks(xp, tiles, pieces)
+    du = parts[0]
+    for part in parts[1:]:  # summed in the chunks' order, whichever thread computed them
+        du += part
+    dk = xp.matmul(_kron_g(xp, du.dtype).T, du.reshape(16, C * O))  # (9, C·O): dJ/dk[i, j] for every (c, o)
+    return dk.reshape(3, 3, C, O).transpose(3, 2, 0, 1)  # (O, C, 3, 3)

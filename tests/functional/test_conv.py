@@ -214,8 +214,9 @@ TORCH_CASES = [  # (x shape, weight shape, stride, padding, dilation, groups)
     ((2, 3, 12, 12), (8, 3, 7, 7), 2, 3, 1, 1),  # a ResNet stem
     ((2, 8, 7, 7), (16, 8, 1, 1), 2, 0, 1, 1),  # a downsampling shortcut
     ((2, 8, 5, 5), (4, 8, 1, 1), 1, 0, 1, 1),
-    ((2, 64, 6, 6), (64, 64, 3, 3), 1, 1, 1, 1),
-    ((2, 256, 4, 4), (256, 256, 3, 3), 1, 1, 1, 1),  # Winograd under "auto" (>= 256 channels)
+    ((2, 32, 6, 6), (32, 32, 3, 3), 1, 1, 1, 1),  # im2col under "auto" (< 64 channels)
+    ((2, 64, 6, 6), (64, 64, 3, 3), 1, 1, 1, 1),  # Winograd under "auto" (>= 64 channels)
+    ((2, 256, 4, 4), (256, 256, 3, 3), 1, 1, 1, 1),  # Winograd, weight gradient too (>= 256 channels)
     ((1, 256, 5, 7), (256, 256, 3, 3), 1, 0, 1, 1),  # Winograd, odd output sizes
 ]
 
@@ -235,7 +236,7 @@ def test_conv2d_matches_torch(case, dtype):
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
     auto_winograd = conv_module._use_winograd(*w_shape[2:], pair(stride, "", 1),
                                               pair(dilation, "", 1), groups, x_shape[1], w_shape[0], 2, 2)
-    assert auto_winograd == (x_shape[1] >= 256)  # the 256-channel cases run (and are checked) on the Winograd path
+    assert auto_winograd == (x_shape[1] >= 64)  # the 64/256-channel cases run (and are checked) on the Winograd path
     np.testing.assert_allclose(y.numpy(), ref.detach().numpy(), **tol)
     upstream = rng.standard_normal(ref.shape).astype(dtype)
     y.backward(upstream)
