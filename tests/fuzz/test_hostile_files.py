@@ -19,6 +19,7 @@ from minitl.transfer import limits
 from minitl.transfer import npz as npz_format
 from minitl.transfer import pytorch as pth
 from minitl.transfer import safetensors as st_format
+from minitl.transfer import torch_pickle
 from minitl.transfer.errors import SizeLimitError
 
 import fuzz_craft as craft
@@ -109,7 +110,7 @@ def test_billion_laughs_as_a_dictionary_key_is_refused_without_hashing_it(tmp_pa
 
 
 def test_pickle_operation_count_and_depth_are_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(pth, "MAX_PICKLE_OPS", 500)
+    monkeypatch.setattr(torch_pickle, "MAX_PICKLE_OPS", 500)
     long_list = b"](" + craft.p_int(1) * 1000 + b"e"  # EMPTY_LIST MARK 1000 ints APPENDS
     data = craft.PROTO + craft.p_dict([(craft.p_str("x"), long_list)]) + craft.STOP
     with pytest.raises(UnsafeFileError, match="longer than 500 operations"):
@@ -168,21 +169,21 @@ def test_size_limit_variable_must_be_a_size(monkeypatch):
 
 # ------------------------------------------------------------------ 9. BUILD may not mutate the allowed functions
 def test_build_cannot_change_the_rebuild_functions(tmp_path):
-    defaults = pth._rebuild_parameter.__defaults__
+    defaults = torch_pickle._rebuild_parameter.__defaults__
     attack = (craft.p_global("torch._utils", "_rebuild_parameter")
               + craft.p_tuple(b"N", craft.p_dict([(craft.p_str("__defaults__"), craft.p_tuple(craft.p_int(7)))]))
               + b"b0")  # BUILD (setattr on the function), POP
     data = craft.PROTO + attack + craft.state_pickle([("w", "0", 4, 0, (4,), (1,))])[2:]
     with pytest.raises(UnsafeFileError, match="refused to set the state of <a function>"):
         pth.read(_write(tmp_path, "build.pth", craft.pth_zip(data, {"0": FOUR})))
-    assert pth._rebuild_parameter.__defaults__ == defaults
+    assert torch_pickle._rebuild_parameter.__defaults__ == defaults
 
 
 def test_build_cannot_rewrite_a_checked_tensor_view(tmp_path):
     tensor = craft.p_tensor(craft.p_storage("0", 4), 0, (4,), (1,))
-    tensor += craft.p_dict([(craft.p_str("offset"), craft.p_int(10 ** 6))]) + b"b"  # BUILD on the _Tensor
+    tensor += craft.p_dict([(craft.p_str("offset"), craft.p_int(10 ** 6))]) + b"b"  # BUILD on the StoredTensor
     data = craft.PROTO + craft.p_ordered_dict([(craft.p_str("w"), tensor)]) + craft.STOP
-    with pytest.raises(UnsafeFileError, match="refused to set the state of <a _Tensor>"):
+    with pytest.raises(UnsafeFileError, match="refused to set the state of <a StoredTensor>"):
         pth.read(_write(tmp_path, "retarget.pth", craft.pth_zip(data, {"0": FOUR})))
 
 
