@@ -216,6 +216,7 @@ def _profile_worker(reps: int) -> dict:
     import numpy as np
 
     from minitl.functional import conv as C
+    from minitl.functional.im2col import im2col
     from minitl.functional import layout as L
     from minitl.functional import winograd as Wn
 
@@ -236,9 +237,9 @@ def _profile_worker(reps: int) -> dict:
 
         def im2col_only():
             for n0, n1 in chunks:
-                C._im2col(np, xpad[n0:n1], 3, 3, size, size, (1, 1), (1, 1), 1, buffer)
+                im2col(np, xpad[n0:n1], 3, 3, size, size, (1, 1), (1, 1), 1, buffer)
 
-        cols = [C._im2col(np, xpad[n0:n1], 3, 3, size, size, (1, 1), (1, 1), 1).copy() for n0, n1 in chunks]
+        cols = [im2col(np, xpad[n0:n1], 3, 3, size, size, (1, 1), (1, 1), 1).copy() for n0, n1 in chunks]
 
         def gemm_only():
             for (n0, n1), col in zip(chunks, cols):
@@ -246,7 +247,7 @@ def _profile_worker(reps: int) -> dict:
 
         def im2col_gemm():
             for n0, n1 in chunks:
-                col = C._im2col(np, xpad[n0:n1], 3, 3, size, size, (1, 1), (1, 1), 1, buffer)
+                col = im2col(np, xpad[n0:n1], 3, 3, size, size, (1, 1), (1, 1), 1, buffer)
                 np.matmul(col[0], wcol[0], out=y[n0:n1].reshape(-1, channels))
 
         row["im2col_copy"] = _median_time(im2col_only, reps)

@@ -21,8 +21,9 @@ per step (tests/functional/test_lstm_fused.py holds the two, and PyTorch, to eac
   (a small GEMM, (N × H)·(H × 4H), one BLAS thread);
 * states live in preallocated (T+1, N, H) buffers H_s, C_s (row k = state before step k), so the
   backward's dJ/dW_hh = Σ_t δ_tᵀ h_{t−1} is one GEMM over the stacked buffer;
-* the batch is cut into :func:`~minitl.functional.parallel.workers` chunks whose recurrences run
-  on minitl's threads, each the whole sequence with no barrier per step (samples are independent).
+* a large batch (≥ 2 × ``MIN_CHUNK_ROWS`` samples) is cut into :func:`~minitl.functional.parallel.workers`
+  chunks whose recurrences run on minitl's threads, each the whole sequence with no barrier per step
+  (samples are independent); a small one runs as one chunk (see :func:`_chunks`).
   The chunks depend only on N and the thread setting, so results are bitwise reproducible for a
   fixed ``parallel.set_threads``.
 
@@ -62,9 +63,17 @@ def _to_pytorch(xp, w, H):
     return xp.concatenate([w[H : 3 * H], w[3 * H :], w[:H]], axis=0)
 
 
+MIN_CHUNK_ROWS = 64  # a thread's chunk has at least this many samples, or the batch is not split
+
+
 def _chunks(xp, n):
-    """The batch ranges whose recurrences run side by side: one per thread."""
-    k = parallel.workers(xp, n)
+    """The batch ranges whose recurrences run side by side: one per thread, each ≥ MIN_CHUNK_ROWS rows.
+
+    A step is ~35 small array calls; on a few rows their per-call cost and the GIL hand-offs between
+    threads outweigh the arithmetic: at batch 32, hidden 128, two chunks of 16 rows on two threads
+    took 292 ms forward+backward against 163 ms for one chunk on one thread (benchmarks/lstm.md).
+    """
+    k = parallel.workers(xp, n // MIN_CHUNK_ROWS)
     return [(n * j // k, n * (j + 1) // k) for j in range(k)]
 
 

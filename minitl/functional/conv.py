@@ -49,6 +49,7 @@ from ..shapes import pair
 from .depthwise import DepthwiseConv2d
 from ..tensor import Function, Tensor
 from . import parallel
+from .im2col import col2im, im2col
 from . import winograd as _winograd
 from .layout import batch_chunks, out_size, pad_nhwc, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
 
@@ -110,53 +111,6 @@ class _Kernel:
         return _winograd.kernel_transform(xp, self.w, self.transposed)
 
 
-def _im2col(xp, xpad, KH, KW, Ho, Wo, stride, dilation, groups, buffer=None):
-    """Padded NHWC input (n, Hp, Wp, C) -> column matrix (G, n·Ho·Wo, KH·KW·Cg), rows (n, p, q), columns (u, v, c).
-
-    X_col[g, (n,p,q), (u,v,c)] = x_pad[n, p·sh + u·dh, q·sw + v·dw, g·Cg + c] — a strided window
-    view (no copy, no loop), then one copy into contiguous memory (``buffer``, a flat workspace
-    reused across batch chunks, when given).
-    """
-    n, Hp, Wp, C = xpad.shape
-    Cg = C // groups
-    sh, sw = stride
-    dh, dw = dilation
-    if KH == KW == 1 and sh == sw == 1 and groups == 1 and Ho == Hp and Wo == Wp:
-        return xp.ascontiguousarray(xpad).reshape(1, n * Ho * Wo, C)  # 1×1 stride 1: the input is the matrix
-    s0, s1, s2, s3 = xpad.strides
-    windows = xp.lib.stride_tricks.as_strided(
-        xpad,
-        shape=(groups, n, Ho, Wo, KH, KW, Cg),
-        strides=(Cg * s3, s0, sh * s1, sw * s2, dh * s1, dw * s2, s3),
-    )
-    shape = (groups, n, Ho, Wo, KH, KW, Cg)
-    if buffer is None:
-        col = xp.empty(shape, dtype=xpad.dtype)
-    else:
-        col = buffer[:groups * n * Ho * Wo * KH * KW * Cg].reshape(shape)
-    col[...] = windows
-    return col.reshape(groups, n * Ho * Wo, KH * KW * Cg)
-
-
-def _col2im(xp, gcol, gxpad, KH, KW, Ho, Wo, stride, dilation, groups):
-    """The adjoint of :func:`_im2col`, accumulated into the padded NHWC gradient ``gxpad`` (n, Hp, Wp, C).
-
-    gx_pad[n, p·sh + u·dh, q·sw + v·dw, g·Cg + c] += dX_col[g, (n,p,q), (u,v,c)]: one strided slice
-    addition per kernel tap (u, v) — deterministic, no scatter.
-    """
-    n, Hp, Wp, C = gxpad.shape
-    Cg = C // groups
-    sh, sw = stride
-    dh, dw = dilation
-    g7 = gcol.reshape(groups, n, Ho, Wo, KH, KW, Cg)
-    target = gxpad.reshape(n, Hp, Wp, groups, Cg)
-    for u in range(KH):
-        for v in range(KW):
-            rows = slice(u * dh, u * dh + sh * (Ho - 1) + 1, sh)
-            cols = slice(v * dw, v * dw + sw * (Wo - 1) + 1, sw)
-            target[:, rows, cols] += g7[:, :, :, :, u, v].transpose(1, 2, 3, 0, 4)
-
-
 # ============================================================================ the core (NHWC arrays in, NHWC out)
 def _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
     if (KH, KW) != (3, 3) or stride != (1, 1) or dilation != (1, 1) or groups != 1:
@@ -200,7 +154,7 @@ def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=F
 
     def chunk(bounds, slot):  # columns of samples n0..n1, then their outputs: one GEMM
         n0, n1 = bounds
-        col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffers and buffers[slot])
+        col = im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffers and buffers[slot])
         if groups == 1:
             xp.matmul(col[0], wcol[0], out=y[n0:n1].reshape(-1, O))
         else:
@@ -279,7 +233,7 @@ class Conv2d(Function):
         def chunk(item, slot):  # this chunk's share of dJ/dW_colᵀ: (G, Og, KH·KW·Cg)
             (n0, n1), col = item
             if col is None:
-                col = _im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffers[slot])
+                col = im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffers[slot])
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
             return xp.matmul(gyg.transpose(0, 2, 1), col)
 
@@ -318,7 +272,7 @@ class Conv2d(Function):
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
             gcol = buffers[slot][:per_sample * (n1 - n0)].reshape(groups, -1, wrows.shape[2])
             xp.matmul(gyg, wrows, out=gcol)  # dJ/dX_col = dJ/dy · W_colᵀ  (G, m, K)
-            _col2im(xp, gcol, gxpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups)
+            col2im(xp, gcol, gxpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups)
 
         parallel.run_chunks(xp, chunk, chunks)
         return gxpad[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)

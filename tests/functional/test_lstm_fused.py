@@ -12,7 +12,25 @@ from hypothesis import strategies as st
 import minitl
 import minitl.functional as F
 from _opcheck import check_grad, tensor, with_backend
-from minitl.functional import parallel
+from minitl.functional import _lstm_fused, parallel
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _chunk_small_batches():
+    """The tests' batches are tiny: let each thread's chunk be a single sample so the chunked path runs."""
+    old, _lstm_fused.MIN_CHUNK_ROWS = _lstm_fused.MIN_CHUNK_ROWS, 1
+    yield
+    _lstm_fused.MIN_CHUNK_ROWS = old
+
+
+def test_small_batches_are_one_chunk_large_ones_one_per_thread():
+    with parallel.using_threads(2):
+        for n, min_rows, expected in ((32, 64, [(0, 32)]), (128, 64, [(0, 64), (64, 128)]), (3, 1, [(0, 1), (1, 3)])):
+            old, _lstm_fused.MIN_CHUNK_ROWS = _lstm_fused.MIN_CHUNK_ROWS, min_rows
+            try:
+                assert _lstm_fused._chunks(np, n) == expected
+            finally:
+                _lstm_fused.MIN_CHUNK_ROWS = old
 
 
 def _inputs(rng, T, N, I, H, dtype=np.float64, scale=0.5):
