@@ -5,7 +5,8 @@ measured call = forward over the whole sequence + backward of a sum over every o
 parameter gradients zeroed before.  Inside a worker: the median of ``--calls`` timed calls after
 2 warm-up calls.  Each (round, framework) is a fresh process; the order flips every round; the
 figures are medians over >= 5 rounds.  minitl runs its fused LSTM (minitl/functional/_lstm_fused.py:
-the batch cut into one chunk per thread, each chunk's whole recurrence on its own thread).  Beside
+a batch of at least 2 × MIN_CHUNK_ROWS samples cut into one chunk per thread, each chunk's whole
+recurrence on its own thread; a smaller one as one chunk).  Beside
 the total, the minitl worker times the pieces, so the report can say where time goes:
 
     serial        the same fused call with minitl's threads set to 1 (one chunk, one thread)
@@ -107,7 +108,7 @@ def _minitl(calls: int) -> dict:
 
     import minitl
     from minitl import nn
-    from minitl.functional import parallel
+    from minitl.functional import _lstm_fused, parallel
 
     minitl.manual_seed(0)
     model = nn.LSTM(I, H)
@@ -126,7 +127,7 @@ def _minitl(calls: int) -> dict:
 
     few = max(3, calls // 2)
     result = {"fwd_bwd_s": _median_time(train_call, calls), "fwd_s": _median_time(forward_call, calls),
-              "chunks": parallel.workers(np, N), "minitl_threads": parallel.threads(),
+              "chunks": len(_lstm_fused._chunks(np, N)), "minitl_threads": parallel.threads(),
               "minitl": minitl.__version__, "numpy": np.__version__}
     with parallel.using_threads(1):
         result["fwd_bwd_serial_s"] = _median_time(_minitl_call((T, N, I, H)), few)
