@@ -17,8 +17,11 @@ per step (tests/functional/test_lstm_fused.py holds the two, and PyTorch, to eac
   (exact), so a step's three sigmoids are one ``exp`` over a (N, 3H) block (an ``exp`` is cheaper than
   a ``tanh`` in NumPy); −v is capped at 80 first, so e^{−v} never overflows (σ(v) for v < −80
   comes out 1.8e-35 instead of smaller: below any tolerance, and no overflow warning);
-* P = X W_ihᵀ + b for all T·N rows in one GEMM before the loop; the loop adds h_{t−1} W_hhᵀ
-  (a small GEMM, (N × H)·(H × 4H), one BLAS thread);
+* P = X W_ihᵀ + b as one GEMM per block of BLOCK_STEPS time steps (N·BLOCK_STEPS rows); the loop
+  adds h_{t−1} W_hhᵀ (a small GEMM, (N × H)·(H × 4H), one BLAS thread);
+* with one batch chunk and a second thread, those block GEMMs (and the backward's) run on the
+  background thread beside the step loop: the loop is the critical path, the big GEMMs fill the
+  other core (:func:`~minitl.functional.parallel.in_background`);
 * states live in preallocated (T+1, N, H) buffers H_s, C_s (row k = state before step k), so the
   backward's dJ/dW_hh = Σ_t δ_tᵀ h_{t−1} is one GEMM over the stacked buffer;
 * a large batch (≥ 2 × ``MIN_CHUNK_ROWS`` samples) is cut into :func:`~minitl.functional.parallel.workers`
@@ -35,8 +38,8 @@ Backpropagation through time, per step in reverse (dh = dJ/dh_t carried from ste
     δ_g = dc ⊙ i ⊙ (1 − g²)
     dJ/dc_{t−1} = dc ⊙ f,   dJ/dh_{t−1} = δ W_hh
 
-and after the loop, one GEMM each over all steps (Δ the stacked δ, (T·N, 4H)):
-dJ/dX = Δ W_ih, dJ/dW_ih = Δᵀ X, dJ/dW_hh = Δᵀ H_prev, dJ/db_ih = dJ/db_hh = Σ Δ.
+and, block by block of time steps once their δ are known (Δ the stacked δ, (T·N, 4H)):
+dJ/dX = Δ W_ih, dJ/dW_ih = Σ Δᵀ X, dJ/dW_hh = Σ Δᵀ H_prev, dJ/db_ih = dJ/db_hh = Σ Δ.
 
 Variable lengths (``mask`` m_t, (T, N, 1)): where m_t = 0 a step keeps the old h, c, outputs 0,
 and in backward its δ is 0 while dh, dc pass through unchanged.  ``reverse`` runs the steps
@@ -64,6 +67,7 @@ def _to_pytorch(xp, w, H):
 
 
 MIN_CHUNK_ROWS = 64  # a thread's chunk has at least this many samples, or the batch is not split
+BLOCK_STEPS = 16  # time steps per block of the big GEMMs (input projection; dX, dW_ih, dW_hh, db)
 
 
 def _chunks(xp, n):
@@ -77,19 +81,43 @@ def _chunks(xp, n):
     return [(n * j // k, n * (j + 1) // k) for j in range(k)]
 
 
+def _blocks(T, reverse):
+    """Time blocks [t0, t1) of BLOCK_STEPS steps in the order the steps visit them, with each block's first step k0."""
+    blocks = [(t0, min(T, t0 + BLOCK_STEPS)) for t0 in range(0, T, BLOCK_STEPS)]
+    if reverse:
+        return [(T - t1, t0, t1) for t0, t1 in reversed(blocks)]  # step k runs time T − 1 − k
+    return [(t0, t0, t1) for t0, t1 in blocks]
+
+
+def _overlapped(xp, chunks):
+    """One chunk and a thread to spare: the block GEMMs run on the background thread beside the steps."""
+    return len(chunks) == 1 and parallel.overlaps(xp)
+
+
 class LSTMFused(Function):
-    """One LSTM layer over (T, N, I): inputs x, h0, c0, W_ih, W_hh, b_ih, b_hh -> (T + 2, N, H): y, h_T, c_T."""
+    """One LSTM layer over (T, N, I): inputs x, h0, c0, W_ih, W_hh, b_ih, b_hh -> (T + 2, N, H): y, h_T, c_T.
+
+    The big GEMMs go by blocks of BLOCK_STEPS time steps in a fixed order, so results do not depend
+    on where they run: with one batch chunk and ≥ 2 threads they run on the background thread
+    (:func:`~minitl.functional.parallel.in_background`) while the step loop goes on: block j + 1's
+    projection during block j's steps, a finished block's gradients during the next block's.
+    """
 
     def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask=None, reverse=False):
         xp = backend.get_array_module(x)
         T, N, I = x.shape
         H = w_hh.shape[1]
         x2 = x.reshape(T * N, I)
-        gates = (x2 @ _to_internal(xp, w_ih, H, True).T).astype(x.dtype, copy=False)  # all steps' W_ih x_t
-        if b_ih is not None:
-            gates += _to_internal(xp, b_ih, H, True)
-            gates += _to_internal(xp, b_hh, H, True)
-        gates = gates.reshape(T, N, 4 * H)  # time-indexed; becomes the gate values in place
+        gates = xp.empty((T, N, 4 * H), dtype=x.dtype)  # P = X W_ihᵀ + b, time-indexed; becomes the gate values
+        w_ih_t = _to_internal(xp, w_ih, H, True).T
+        biases = [] if b_ih is None else [_to_internal(xp, b, H, True) for b in (b_ih, b_hh)]
+
+        def project(t0, t1):  # P for the time steps [t0, t1)
+            p = gates[t0:t1].reshape((t1 - t0) * N, 4 * H)
+            xp.matmul(x2[t0 * N : t1 * N], w_ih_t, out=p)
+            for b in biases:
+                p += b
+
         h_s, c_s = xp.empty((T + 1, N, H), dtype=x.dtype), xp.empty((T + 1, N, H), dtype=x.dtype)
         h_s[0] = 0 if h0 is None else h0
         c_s[0] = 0 if c0 is None else c0
@@ -97,10 +125,19 @@ class LSTMFused(Function):
         by_step = (lambda a: a[::-1]) if reverse else (lambda a: a)  # time index -> step index
         w_hh_t = _to_internal(xp, w_hh, H, True).T
         m = None if mask is None else by_step(mask)
-        chunks = _chunks(xp, N)  # before BLAS is limited: the default thread count is BLAS's own
-        with backend.one_blas_thread(xp):
-            parallel.run_chunks(xp, lambda r, _slot: _forward_chunk(
-                xp, by_step(gates), h_s, c_s, by_step(tanh_c), w_hh_t, m, slice(*r)), chunks)
+        chunks, blocks = _chunks(xp, N), _blocks(T, reverse)  # before BLAS is limited: its default threads
+
+        def steps(r, ready=None):
+            _forward_chunk(xp, by_step(gates), h_s, c_s, by_step(tanh_c), w_hh_t, m, slice(*r), ready)
+
+        if _overlapped(xp, chunks):
+            with backend.one_blas_thread(xp):
+                steps(chunks[0], {k0: parallel.in_background(lambda t=(t0, t1): project(*t)) for k0, t0, t1 in blocks})
+        else:
+            for _, t0, t1 in blocks:
+                project(t0, t1)
+            with backend.one_blas_thread(xp):
+                parallel.run_chunks(xp, lambda r, _slot: steps(r), chunks)
         out = xp.empty((T + 2, N, H), dtype=x.dtype)
         out[:T] = by_step(h_s[1:])
         if mask is not None:
@@ -114,37 +151,79 @@ class LSTMFused(Function):
     def backward(self, g):
         xp = backend.get_array_module(g)
         T, N, H = g.shape[0] - 2, g.shape[1], g.shape[2]
-        by_step, need = self.by_step, self.needs_input_grad
+        by_step = self.by_step
         delta = xp.empty_like(self.gates)  # Δ, time-indexed, gate rows (o, i, f, g)
         d_h0, d_c0 = g[T].copy(), g[T + 1].copy()  # carried from step T back to the initial states
         w_hh = _to_internal(xp, self.w_hh, H, False)
-        chunks = _chunks(xp, N)
-        with backend.one_blas_thread(xp):
-            parallel.run_chunks(xp, lambda r, _slot: _backward_chunk(
-                xp, by_step(self.gates), by_step(delta), self.c_s, by_step(self.tanh_c), by_step(g[:T]),
-                w_hh, self.mask, d_h0, d_c0, slice(*r)), chunks)
-        d2 = delta.reshape(T * N, 4 * H)
-        grads = [None] * 7
-        if need[0]:
-            grads[0] = (d2 @ _to_internal(xp, self.w_ih, H, False)).reshape(T, N, -1)
-        grads[1], grads[2] = (d_h0 if need[1] else None), (d_c0 if need[2] else None)
-        if need[3]:
-            grads[3] = _to_pytorch(xp, d2.T @ self.x2, H)
-        if need[4]:
-            h_prev = self.h_s[:T] if not self.reverse else xp.ascontiguousarray(self.h_s[:T][::-1])
-            grads[4] = _to_pytorch(xp, d2.T @ h_prev.reshape(T * N, H), H)
-        if need[5] or need[6]:
-            db = _to_pytorch(xp, d2.sum(axis=0), H)
-            grads[5], grads[6] = (db if need[5] else None), (db if need[6] else None)
-        return tuple(grads)
+        block_grads = _BlockGradients(xp, self, delta)
+        chunks, blocks = _chunks(xp, N), _blocks(T, self.reverse)
+
+        def steps(r, done=None):
+            _backward_chunk(xp, by_step(self.gates), by_step(delta), self.c_s, by_step(self.tanh_c), by_step(g[:T]),
+                            w_hh, self.mask, d_h0, d_c0, slice(*r), done)
+
+        if _overlapped(xp, chunks):
+            futures = []
+            with backend.one_blas_thread(xp):  # a block's gradients once its steps (all k ≥ k0) are done
+                steps(chunks[0], {k0: lambda t=(t0, t1): futures.append(parallel.in_background(
+                    lambda: block_grads.add(*t))) for k0, t0, t1 in blocks})
+                for future in futures:
+                    future.result()
+        else:
+            with backend.one_blas_thread(xp):
+                parallel.run_chunks(xp, lambda r, _slot: steps(r), chunks)
+            for _, t0, t1 in reversed(blocks):  # the same order as the overlapped path's
+                block_grads.add(t0, t1)
+        return block_grads.result(d_h0, d_c0)
 
 
-def _forward_chunk(xp, gates, h_s, c_s, tanh_c, w_hh_t, mask, r):
-    """Steps k = 0 … T−1 for the batch rows ``r``; ``gates[k]`` holds P_k (o, i, f rows negated), becomes the gates."""
+class _BlockGradients:
+    """dJ/dX = Δ W_ih, dJ/dW_ih = Σ Δᵀ X, dJ/dW_hh = Σ Δᵀ H_prev, dJ/db = Σ Δ, summed block by block."""
+
+    def __init__(self, xp, fn, delta):
+        T, N, H4 = delta.shape
+        self.xp, self.fn, self.delta, self.N, self.H = xp, fn, delta, N, H4 // 4
+        need, dtype = fn.needs_input_grad, delta.dtype
+        self.w_ih = _to_internal(xp, fn.w_ih, self.H, False)
+        self.dx = xp.empty((T, N, fn.x2.shape[1]), dtype=dtype) if need[0] else None
+        self.dw_ih = xp.zeros((H4, fn.x2.shape[1]), dtype=dtype) if need[3] else None
+        self.dw_hh = xp.zeros((H4, self.H), dtype=dtype) if need[4] else None
+        self.db = xp.zeros(H4, dtype=dtype) if need[5] or need[6] else None
+
+    def add(self, t0, t1):
+        """The contributions of the time steps [t0, t1)."""
+        xp, fn, N, H = self.xp, self.fn, self.N, self.H
+        d = self.delta[t0:t1].reshape((t1 - t0) * N, 4 * H)
+        if self.dx is not None:
+            xp.matmul(d, self.w_ih, out=self.dx[t0:t1].reshape((t1 - t0) * N, -1))
+        if self.dw_ih is not None:
+            self.dw_ih += d.T @ fn.x2[t0 * N : t1 * N]
+        if self.dw_hh is not None:  # h_{t−1} of time t: the state before its step (reverse: step T − 1 − t)
+            T = self.delta.shape[0]
+            h_prev = fn.h_s[t0:t1] if not fn.reverse else xp.ascontiguousarray(fn.h_s[T - t1 : T - t0][::-1])
+            self.dw_hh += d.T @ h_prev.reshape((t1 - t0) * N, H)
+        if self.db is not None:
+            self.db += d.sum(axis=0)
+
+    def result(self, d_h0, d_c0):
+        need, xp, H = self.fn.needs_input_grad, self.xp, self.H
+        db = None if self.db is None else _to_pytorch(xp, self.db, H)
+        return (self.dx, d_h0 if need[1] else None, d_c0 if need[2] else None,
+                None if self.dw_ih is None else _to_pytorch(xp, self.dw_ih, H),
+                None if self.dw_hh is None else _to_pytorch(xp, self.dw_hh, H),
+                db if need[5] else None, db if need[6] else None)
+
+
+def _forward_chunk(xp, gates, h_s, c_s, tanh_c, w_hh_t, mask, r, ready=None):
+    """Steps k = 0 … T−1 for the batch rows ``r``; ``gates[k]`` holds P_k (o, i, f rows negated), becomes the gates.
+
+    ``ready`` ({k: future}): wait for ``ready[k]`` (the projection of k's block) before step k."""
     H = h_s.shape[2]
     rows = r.stop - r.start
     hw, ig = xp.empty((rows, 4 * H), dtype=h_s.dtype), xp.empty((rows, H), dtype=h_s.dtype)
     for k in range(gates.shape[0]):
+        if ready is not None and k in ready:
+            ready[k].result()
         a = gates[k, r]
         xp.matmul(h_s[k, r], w_hh_t, out=hw)
         a += hw  # pre-activations, o, i, f rows negated
@@ -169,8 +248,10 @@ def _forward_chunk(xp, gates, h_s, c_s, tanh_c, w_hh_t, mask, r):
             c_s[k + 1, r] = xp.where(m, c, c_s[k, r])
 
 
-def _backward_chunk(xp, gates, delta, c_s, tanh_c, dy, w_hh, mask, d_h, d_c, r):
-    """BPTT over the batch rows ``r``, steps k = T−1 … 0; leaves δ_k in ``delta[k]`` and dJ/dh_0, dJ/dc_0 in d_h, d_c."""
+def _backward_chunk(xp, gates, delta, c_s, tanh_c, dy, w_hh, mask, d_h, d_c, r, done=None):
+    """BPTT over the batch rows ``r``, steps k = T−1 … 0; leaves δ_k in ``delta[k]`` and dJ/dh_0, dJ/dc_0 in d_h, d_c.
+
+    ``done`` ({k: callback}): call ``done[k]()`` once step k's δ is written (k0 of a block: the block is finished)."""
     H = c_s.shape[2]
     rows = r.stop - r.start
     dh, dc = d_h[r].copy(), d_c[r].copy()
@@ -203,4 +284,6 @@ def _backward_chunk(xp, gates, delta, c_s, tanh_c, dy, w_hh, mask, d_h, d_c, r):
         dh_prev = d @ w_hh  # dJ/dh_{t−1}
         dh = dh_prev if m is None else xp.where(m, dh_prev, dh)  # padded: dh, dc pass through
         dc = dc_prev if m is None else xp.where(m, dc_prev, dc)
+        if done is not None and k in done:
+            done[k]()
     d_h[r], d_c[r] = dh, dc

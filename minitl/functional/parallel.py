@@ -2,6 +2,9 @@
 
     run_chunks(xp, fn, chunks)   [fn(chunk, slot) for chunk in chunks], on up to ``threads()`` threads,
                                  each GEMM single-threaded; the results in the chunks' order
+    overlaps(xp)                 whether :func:`in_background` has a thread of its own (else: serial)
+    in_background(fn)            fn() on one background thread, jobs in submission order, while the
+                                 caller goes on (a recurrence's big GEMMs beside its step loop)
 
 Why: OpenBLAS parallelises *each* GEMM call over its threads and synchronises them at every
 call.  A cache-blocked convolution makes many calls (one per batch chunk), and when other
@@ -31,6 +34,7 @@ from .. import backend
 _THREADS: int | None = None  # None: BLAS's thread count, looked up on first use
 _POOL: ThreadPoolExecutor | None = None
 _LOCAL = threading.local()
+_BACKGROUND: ThreadPoolExecutor | None = None
 
 
 def _blas_threads() -> int:
@@ -134,3 +138,20 @@ def run_chunks(xp, fn, chunks) -> list:
             for i, value in part:
                 out[i] = value
     return out
+
+
+def overlaps(xp) -> bool:
+    """Whether work can overlap the caller on a thread of its own (NumPy, ≥ 2 threads, not inside a chunk)."""
+    return workers(xp, 2) > 1
+
+
+def in_background(fn):
+    """Submit fn() to the one background thread; jobs run one at a time in submission order.
+
+    Returns a future (``.result()`` waits and re-raises).  Used only where :func:`overlaps` is true:
+    the caller keeps BLAS on one thread meanwhile, so the two threads use the two cores.
+    """
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minitl-background")
+    return _BACKGROUND.submit(fn)

@@ -18,9 +18,11 @@ from minitl.functional import _lstm_fused, parallel
 @pytest.fixture(autouse=True, scope="module")
 def _chunk_small_batches():
     """The tests' batches are tiny: let each thread's chunk be a single sample so the chunked path runs."""
+    """...and a block of the big GEMMs two steps, so sequences have several blocks."""
     old, _lstm_fused.MIN_CHUNK_ROWS = _lstm_fused.MIN_CHUNK_ROWS, 1
+    old_block, _lstm_fused.BLOCK_STEPS = _lstm_fused.BLOCK_STEPS, 2
     yield
-    _lstm_fused.MIN_CHUNK_ROWS = old
+    _lstm_fused.MIN_CHUNK_ROWS, _lstm_fused.BLOCK_STEPS = old, old_block
 
 
 def test_small_batches_are_one_chunk_large_ones_one_per_thread():
@@ -132,6 +134,30 @@ def test_fused_is_bitwise_reproducible_for_a_fixed_thread_setting_and_survives_r
     y.sum().backward()  # the saved gates and states are intact: the second pass adds the same again
     for a, t in zip(once, leaves):
         np.testing.assert_allclose(t.grad.numpy(), 2 * a, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_overlapped_block_gemms_equal_the_reference_and_the_serial_path_bitwise(backend, reverse):
+    """One batch chunk, two threads: the block GEMMs run on the background thread beside the step loop
+    (7 steps in blocks of 2); values and gradients equal the reference's, and bitwise the serial path's."""
+    rng = np.random.default_rng(9)
+    x, h0, c0, w = _inputs(rng, 7, 3, 2, 4)
+    lengths = np.array([7, 2, 5])
+    upstream = [rng.normal(size=s) for s in ((7, 3, 4), (3, 4), (3, 4))]
+    reference = _run(False, x, h0, c0, w, lengths, reverse, upstream)
+    old, _lstm_fused.MIN_CHUNK_ROWS = _lstm_fused.MIN_CHUNK_ROWS, 64  # 3 rows: one chunk
+    try:
+        with parallel.using_threads(2):
+            xp = minitl.backend.get_array_module(tensor(x).data)
+            assert _lstm_fused._overlapped(xp, _lstm_fused._chunks(xp, 3)) == (backend == "numpy")
+            overlapped = _run(True, x, h0, c0, w, lengths, reverse, upstream)
+        with parallel.using_threads(1):
+            serial = _run(True, x, h0, c0, w, lengths, reverse, upstream)
+    finally:
+        _lstm_fused.MIN_CHUNK_ROWS = old
+    for a, b, c in zip(reference[0] + reference[1], overlapped[0] + overlapped[1], serial[0] + serial[1]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
+        np.testing.assert_array_equal(b, c)
 
 
 def test_fused_forward_under_no_grad_equals_with_grad():
