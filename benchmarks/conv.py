@@ -111,7 +111,7 @@ def _minitl_worker(reps: int, winograd: bool) -> dict:
     import minitl.functional as F
     from minitl.functional import conv as conv_module
 
-    auto = {f"{c}@{s}": conv_module._use_winograd(3, 3, (1, 1), (1, 1), 1, c, c, s, s) for c, s in LAYERS}
+    auto = {f"{c}@{s}": conv_module._use_winograd(np, 3, 3, (1, 1), (1, 1), 1, c, c, s, s) for c, s in LAYERS}
     conv_module.set_winograd(winograd)
     out = {}
     for channels, size in LAYERS:

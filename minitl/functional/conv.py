@@ -37,8 +37,10 @@ against the other):
   one thread: no BLAS thread barrier per GEMM call, which is what collapses under load.
   ``parallel.set_threads(1)`` gives the serial path; results are bitwise reproducible for a fixed setting.
 * **Winograd F(2×2, 3×3)** (:mod:`minitl.functional.winograd`) for 3×3 stride-1 convolutions
-  where it pays (2.25× fewer multiplications than the GEMM): the forward and dJ/dx from 64
-  channels, dJ/dW too from 256 channels; :func:`set_winograd` chooses (True: all three always).
+  where it pays (2.25× fewer multiplications than the GEMM): run serially (one thread, or a GPU),
+  the forward, dJ/dx and dJ/dW from 256 channels; on ≥ 2 threads im2col + GEMM measured faster at
+  every ResNet layer (:func:`~minitl.functional.winograd.worth_it`); :func:`set_winograd` chooses
+  (True: all three always, False: never).
 """
 from __future__ import annotations
 
@@ -112,11 +114,11 @@ class _Kernel:
 
 
 # ============================================================================ the core (NHWC arrays in, NHWC out)
-def _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
+def _use_winograd(xp, KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
     if (KH, KW) != (3, 3) or stride != (1, 1) or dilation != (1, 1) or groups != 1:
         return False
     if _WINOGRAD == "auto":
-        return _winograd.worth_it(C, O, Ho, Wo)
+        return _winograd.worth_it(C, O, Ho, Wo, threads=parallel.workers(xp, 2))
     return bool(_WINOGRAD)
 
 
@@ -138,7 +140,7 @@ def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=F
     ph, pw = padding
     Ho = out_size(H, KH, stride[0], ph, dilation[0])
     Wo = out_size(W, KW, stride[1], pw, dilation[1])
-    if _use_winograd(KH, KW, stride, dilation, groups, C, O, Ho, Wo):
+    if _use_winograd(xp, KH, KW, stride, dilation, groups, C, O, Ho, Wo):
         # tiles of 2×2 outputs read 4×4 inputs: pad odd output sizes up by one row / column
         xpad = pad_nhwc(xp, x, ph, pw, Ho % 2, Wo % 2)
         return _winograd.conv3x3_nhwc(xp, xpad, kernel.winograd(xp), Ho, Wo, batch_chunks), None
@@ -184,7 +186,7 @@ class Conv2d(Function):
             y += bias
         # keep for backward only what the wanted gradients need
         O, Cg, KH, KW = weight.shape  # the weight gradient by Winograd too? (decided now: the mode may change)
-        self.winograd_weight = _use_winograd(KH, KW, stride, dilation, groups, Cg * groups, O, *y.shape[1:3]) and (
+        self.winograd_weight = _use_winograd(xp, KH, KW, stride, dilation, groups, Cg * groups, O, *y.shape[1:3]) and (
             _WINOGRAD is True or _winograd.weight_grad_worth_it(Cg * groups, O))
         self.col = col
         self.x = x if need_w and col is None else None

@@ -30,14 +30,21 @@ from __future__ import annotations
 from . import parallel
 
 
-def worth_it(C: int, O: int, Ho: int, Wo: int) -> bool:
-    """Whether winograd="auto" picks this path: from 64 channels in and out.  Measured in CPU time
-    (single-threaded, the machine shared) against im2col + GEMM at batch 64, forward + backward:
-    64@32×32 ~0.83×, 128@16×16 ~0.9×, 256@8×8 and 512@4×4 ~0.75× the time; a whole ResNet-18
-    CIFAR training step ~0.9× (benchmarks/cnn_train.py).  Below 64 channels the 16 GEMMs are too
-    thin for BLAS and the transforms dominate.  Per output pixel the GEMM saving grows with C·O
-    and the transform cost with C + O, so the channel count decides, not the image size."""
-    return C >= 64 and O >= 64
+def worth_it(C: int, O: int, Ho: int, Wo: int, threads: int = 1) -> bool:
+    """Whether winograd="auto" picks this path: on one thread from 256 channels in and out; on two or
+    more threads never.  Measured on a quiet 2-core machine, forward + backward, each layer alone:
+
+    * one thread (batch 64, CIFAR sizes): 256@8×8 ~0.75×, 512@4×4 ~0.8× the im2col + GEMM time;
+      64@32×32 and 128@16×16 even (the transforms cost what the saved multiplications do);
+    * two threads: im2col + GEMM ahead at every ResNet-18 CIFAR layer (64@32: 277 vs 370 ms,
+      128@16: 188 vs 283, 256@8: 176 vs 210, 512@4: 150 vs 186) and at ResNet-50's 64@56, 128@28,
+      512@7 (batch 16; 256@14 the one case for Winograd, 126 vs 170).  im2col's one large GEMM per
+      chunk scales with the threads (1.6× at 64@32); the 16 thin GEMMs and the many strided
+      transform passes of Winograd do not (1.15×).
+
+    Per output pixel the GEMM saving grows with C·O and the transform cost with C + O, so the
+    channel count decides, not the image size."""
+    return threads == 1 and C >= 256 and O >= 256
 
 
 def weight_grad_worth_it(C: int, O: int) -> bool:

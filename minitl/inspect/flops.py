@@ -170,7 +170,7 @@ def workspace(op: str, in_shapes: list, out_shape: tuple, options: dict, itemsiz
         dilation, groups = options.get("dilation", (1, 1)), options.get("groups", 1)
         ho, wo = out_shape[2], out_shape[3]
         padded = n * (h + 2 * ph) * (w + 2 * pw) * c * itemsize if (ph or pw) else 0
-        if _conv._use_winograd(kh, kw, stride, dilation, groups, c, o, ho, wo):
+        if _conv._use_winograd(xp, kh, kw, stride, dilation, groups, c, o, ho, wo):
             th, tw = (ho + 1) // 2, (wo + 1) // 2
             per_sample = (4 * th * (w + 2 * pw + 2) * c + 16 * th * tw * (c + o) + 8 * th * tw * o) * itemsize
             step = _layout.batch_chunks(xp, n, per_sample, th * tw)[0][1]

@@ -19,7 +19,7 @@ import minitl
 import minitl.functional as F
 from _opcheck import DTYPES, arrays, assert_forward, check_grad, floats, tensor, with_backend
 from minitl.functional import conv as conv_module
-from minitl.functional import layout
+from minitl.functional import layout, parallel
 from minitl.shapes import pair
 from minitl.functional.conv import conv2d_reference
 
@@ -214,11 +214,13 @@ TORCH_CASES = [  # (x shape, weight shape, stride, padding, dilation, groups)
     ((2, 3, 12, 12), (8, 3, 7, 7), 2, 3, 1, 1),  # a ResNet stem
     ((2, 8, 7, 7), (16, 8, 1, 1), 2, 0, 1, 1),  # a downsampling shortcut
     ((2, 8, 5, 5), (4, 8, 1, 1), 1, 0, 1, 1),
-    ((2, 32, 6, 6), (32, 32, 3, 3), 1, 1, 1, 1),  # im2col under "auto" (< 64 channels)
-    ((2, 64, 6, 6), (64, 64, 3, 3), 1, 1, 1, 1),  # Winograd under "auto" (>= 64 channels)
-    ((2, 256, 4, 4), (256, 256, 3, 3), 1, 1, 1, 1),  # Winograd, weight gradient too (>= 256 channels)
-    ((1, 256, 5, 7), (256, 256, 3, 3), 1, 0, 1, 1),  # Winograd, odd output sizes
+    ((2, 32, 6, 6), (32, 32, 3, 3), 1, 1, 1, 1),  # im2col under "auto"
+    ((2, 64, 6, 6), (64, 64, 3, 3), 1, 1, 1, 1),  # Winograd forced (set_winograd(True))
+    ((2, 256, 4, 4), (256, 256, 3, 3), 1, 1, 1, 1),  # Winograd under "auto" on one thread, dJ/dW too
+    ((1, 256, 5, 7), (256, 256, 3, 3), 1, 0, 1, 1),  # the same, odd output sizes
 ]
+WINOGRAD_CASES = {((2, 64, 6, 6), (64, 64, 3, 3)): True, ((2, 256, 4, 4), (256, 256, 3, 3)): "auto-serial",
+                  ((1, 256, 5, 7), (256, 256, 3, 3)): "auto-serial"}
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -231,18 +233,28 @@ def test_conv2d_matches_torch(case, dtype):
     w = (w / np.sqrt(np.prod(w_shape[1:]))).astype(dtype)  # outputs of order 1, as in a network
     ours = [minitl.Tensor(a, requires_grad=True) for a in (x, w, b)]
     theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
-    y = F.conv2d(*ours, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    ref = torch.nn.functional.conv2d(*theirs, stride=stride, padding=padding, dilation=dilation, groups=groups)
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
-    auto_winograd = conv_module._use_winograd(*w_shape[2:], pair(stride, "", 1),
-                                              pair(dilation, "", 1), groups, x_shape[1], w_shape[0], 2, 2)
-    assert auto_winograd == (x_shape[1] >= 64)  # the 64/256-channel cases run (and are checked) on the Winograd path
-    np.testing.assert_allclose(y.numpy(), ref.detach().numpy(), **tol)
-    upstream = rng.standard_normal(ref.shape).astype(dtype)
-    y.backward(upstream)
+    path = WINOGRAD_CASES.get((x_shape, w_shape), False)  # the Winograd cases run (and are checked) on that path
+    with conv_module.winograd(True if path is True else "auto"), parallel.using_threads(1 if path else None):
+        assert conv_module._use_winograd(np, *w_shape[2:], pair(stride, "", 1), pair(dilation, "", 1), groups,
+                                         x_shape[1], w_shape[0], 2, 2) == bool(path)
+        y = F.conv2d(*ours, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        ref = torch.nn.functional.conv2d(*theirs, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        np.testing.assert_allclose(y.numpy(), ref.detach().numpy(), **tol)
+        upstream = rng.standard_normal(ref.shape).astype(dtype)
+        y.backward(upstream)
     ref.backward(torch.tensor(upstream))
     for name, a, t in zip(("x", "weight", "bias"), ours, theirs):
         np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), err_msg=f"gradient of {name}", **tol)
+
+
+def test_winograd_auto_runs_serially_from_256_channels_and_never_on_threads():
+    for threads, expected in ((1, {64: False, 256: True, 512: True}), (2, {64: False, 256: False, 512: False})):
+        with parallel.using_threads(threads), conv_module.winograd("auto"):
+            got = {c: conv_module._use_winograd(np, 3, 3, (1, 1), (1, 1), 1, c, c, 8, 8) for c in expected}
+        assert got == expected, threads
+    with parallel.using_threads(2), conv_module.winograd(True):
+        assert conv_module._use_winograd(np, 3, 3, (1, 1), (1, 1), 1, 64, 64, 8, 8)
 
 
 def test_conv2d_module_matches_torch_and_uses_its_init():
