@@ -188,6 +188,12 @@ def index_add_rows(xp: ModuleType, target, index, rows) -> None:
     target[unique] += gather @ rows
 
 
+def ignore_overflow():
+    """A context in which NumPy's floating-point overflow (e.g. e^{v} for v > 88 in float32 -> inf) is
+    not warned about, where inf is the intended limit (1 / (1 + inf) = 0).  CuPy never warns."""
+    return numpy.errstate(over="ignore")
+
+
 _blas_controller = None
 
 
