@@ -11,8 +11,8 @@ the total, the minitl worker times the pieces, so the report can say where time 
 
     serial        the same fused call with minitl's threads set to 1 (one chunk, one thread)
     reference     the step-by-step reference Function (``fused=False``), serial
-    step GEMM     h_{t−1} W_hhᵀ: (rows × 128) · (128 × 512) for a chunk's rows, 2T per chunk
-                  (forward, and δ W_hh in backward), on one BLAS thread
+    step GEMM     W_hh h_{t−1}: (512 × 128) · (128 × rows) for a chunk's rows (the column layout),
+                  2T per chunk (forward, and W_hhᵀ δ in backward), on one BLAS thread
     big GEMMs     X W_ihᵀ and the three weight/input-gradient GEMMs over all T·N rows (done once)
     Python floor  the fused call at batch 1, input 1, hidden 1: the interpreter and the per-call
                   cost of its ~35 array operations per step, with (almost) no arithmetic
@@ -70,11 +70,11 @@ def _gemm_times(calls: int, rows: int) -> dict:
     x = rng.standard_normal((T * N, I)).astype(np.float32)
     d = rng.standard_normal((T * N, 4 * H)).astype(np.float32)
     result = {"big_gemms_s": _median_time(lambda: (x @ w.T, d @ w, d.T @ x, d.T @ x), max(3, calls // 2))}
-    for label, m in (("step_gemm", N), ("chunk_step_gemm", rows)):
-        h = rng.standard_normal((m, H)).astype(np.float32)
-        out = np.empty((m, 4 * H), dtype=np.float32)
+    for label, m in (("step_gemm", N), ("chunk_step_gemm", rows)):  # the column layout: W_hh (4H × H) · h (H × m)
+        h = rng.standard_normal((H, m)).astype(np.float32)
+        out = np.empty((4 * H, m), dtype=np.float32)
         with backend.one_blas_thread(np):
-            step = _median_time(lambda: [np.matmul(h, w.T, out=out) for _ in range(64)], max(3, calls // 2)) / 64
+            step = _median_time(lambda: [np.matmul(w, h, out=out) for _ in range(64)], max(3, calls // 2)) / 64
         result.update({f"{label}_s": step, f"{label}_rows": m, f"{label}_gflops": 2 * m * H * 4 * H / step / 1e9})
     return result
 
@@ -240,16 +240,18 @@ def _where_time_goes(w) -> list:
         f"{w['reference_serial_ms']:.1f} ms on one thread, the fused op {w['fused_serial_ms']:.1f} ms on one "
         f"thread and {w['fused_ms']:.1f} ms as run above ({w['chunks']} batch chunk(s) on {w['minitl_threads']} "
         "thread(s)). The one-thread fused call splits into:", "",
-        f"- {2 * T} step GEMMs ({N}×{H})·({H}×{4 * H}), one after the other: {b['step_gemm_us']:.0f} µs each "
+        f"- {2 * T} step GEMMs ({4 * H}×{H})·({H}×{N}), one after the other: {b['step_gemm_us']:.0f} µs each "
         f"({b['step_gemm_gflops']:.1f} GFLOP/s), {b['step_gemms_ms']:.1f} ms = {100 * b['step_gemms_share']:.0f}%",
         f"- the big GEMMs over all T·N rows (input projection, dX, dW_ih, dW_hh): {b['big_gemms_ms']:.1f} ms = "
         f"{100 * b['big_gemms_share']:.0f}% ({b['big_gemms_gflops']:.1f} GFLOP/s)",
-        f"- Python and the per-call cost of the ~35 array operations per step (the same call at batch 1, "
+        f"- Python and the per-call cost of the ~30 array operations per step (the same call at batch 1, "
         f"hidden 1): {b['python_floor_ms']:.1f} ms = {100 * b['python_floor_share']:.0f}%",
         f"- the gates' elementwise arithmetic (the rest): {b['elementwise_ms']:.1f} ms = "
         f"{100 * b['elementwise_share']:.0f}%", "",
         f"With {w['chunks']} chunk(s) each thread runs its {2 * T} step GEMMs on {rows} rows: "
-        f"{w['chunk_step_gemm_us']:.0f} µs each ({w['chunk_step_gemm_gflops']:.1f} GFLOP/s).", "",
+        f"{w['chunk_step_gemm_us']:.0f} µs each ({w['chunk_step_gemm_gflops']:.1f} GFLOP/s). With one chunk and a "
+        "second thread, the big GEMMs (blocks of 16 steps) run on a background thread beside the step loop, so "
+        "the two-thread time is about the one-thread time less the big GEMMs.", "",
         f"What bounds the step GEMMs: each is {2 * N * H * 4 * H / 1e6:.1f} MFLOP and needs h_(t-1) from the step "
         f"before, so the {2 * T} of them run one after the other and cannot be batched; each call re-reads and "
         f"re-packs all of W_hh ({4 * H}×{H} floats = {4 * H * H * 4 // 1024} KB) to use every weight only {N} "
