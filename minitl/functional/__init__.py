@@ -10,6 +10,7 @@
     pad.py         pad2d, same_padding         zero padding (TensorFlow's uneven "SAME")
     pool.py        max_pool2d, avg_pool2d...   h_j = max_{i∈R_j} a_i
     norm.py        batch_norm                  y = γ (x − μ)/√(σ² + ε) + β
+    norm_act.py    batch_norm_relu             z = max(0, γ (x − μ)/√(σ² + ε) + β + r), one op
     recurrent.py   rnn/lstm/gru cells, layers  h_t = f(W_x x_t + W_h h_{t−1} + b), LSTM, GRU
     layer_norm.py  layer_norm                  y = γ (x − μ)/√(σ² + ε) + β, per position
     embedding.py   embedding                   y = W[ids]
@@ -27,6 +28,7 @@ from .dropout import dropout
 from .embedding import embedding
 from .layer_norm import layer_norm
 from .norm import batch_norm
+from .norm_act import batch_norm_relu
 from .pad import pad2d, same_padding
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .recurrent import gru_cell, gru_layer, lstm_cell, lstm_layer, rnn_cell, rnn_layer, sequence_mask
@@ -38,6 +40,7 @@ __all__ = [
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "dropout",
     "joint_loss", "task_terms",
     "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
+    "batch_norm_relu",
     "rnn_cell", "lstm_cell", "gru_cell", "rnn_layer", "lstm_layer", "gru_layer", "sequence_mask",
     "layer_norm", "embedding", "scaled_dot_product_attention", "multi_head_attention", "masked_softmax",
     "additive_mask",

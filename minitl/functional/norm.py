@@ -101,10 +101,23 @@ class BatchNorm(Function):
         layout = _ChannelLayout(x)
         self.layout, self.training = layout, training
         xv = layout.view(x)
-        n = layout.n
         blocks = layout.blocks(xp, xv)
+        scale, shift = self._scale_shift(xp, xv, blocks, weight, bias, running_mean, running_var, training,
+                                         momentum, eps)
+        y = self._output(xp, xv, blocks, layout.expand(xp, scale), layout.expand(xp, shift))
+        # backward needs x (training: x − μ; eval: x̂ for dJ/dγ only) — the input itself, no copy
+        self.xv = xv if (training and any(self.needs_input_grad)) or (
+            len(self.needs_input_grad) > 1 and self.needs_input_grad[1]) else None
+        return layout.unview(y)
+
+    def _scale_shift(self, xp, xv, blocks, weight, bias, running_mean, running_var, training, momentum, eps):
+        """(scale, shift) with y = scale · x + shift:  scale = γ/σ,  shift = β − γμ/σ  (σ = √(σ² + ε)).
+
+        Training: μ, σ² from the batch, and the running statistics updated in place.  Keeps μ, 1/σ
+        and the scale on ``self`` for backward."""
         if training:
-            mean, var = self._batch_statistics(xp, layout, xv, blocks)
+            n = self.layout.n
+            mean, var = self._batch_statistics(xp, self.layout, xv, blocks)
             invstd = 1 / xp.sqrt(var + eps)
             if running_mean is not None:
                 running_mean *= 1 - momentum
@@ -112,24 +125,22 @@ class BatchNorm(Function):
             if running_var is not None:
                 running_var *= 1 - momentum
                 running_var += (momentum * n / (n - 1) * var).astype(running_var.dtype)
-            scale = invstd if weight is None else weight * invstd
-            shift = -mean * scale if bias is None else bias - mean * scale  # y = γ/σ · x + (β − γμ/σ)
         else:
-            mean = running_mean.astype(x.dtype)
-            invstd = 1 / xp.sqrt(running_var.astype(x.dtype) + eps)
-            scale = invstd if weight is None else weight * invstd
-            shift = -mean * scale if bias is None else bias - mean * scale
-        y = xp.empty(xv.shape, dtype=x.dtype)
-        scale_e, shift_e = layout.expand(xp, scale), layout.expand(xp, shift)
+            mean = running_mean.astype(xv.dtype)
+            invstd = 1 / xp.sqrt(running_var.astype(xv.dtype) + eps)
+        scale = invstd if weight is None else weight * invstd
+        shift = -mean * scale if bias is None else bias - mean * scale  # y = γ/σ · x + (β − γμ/σ)
+        self.mean, self.invstd, self.scale = mean, invstd, scale
+        return scale, shift
+
+    def _output(self, xp, xv, blocks, scale_e, shift_e):
+        """The output pass: y = x · scale + shift, block by block (in the layout's view)."""
+        y = xp.empty(xv.shape, dtype=xv.dtype)
         for b in blocks:
             yb = y[b]
             xp.multiply(xv[b], scale_e, out=yb)
             yb += shift_e
-        self.mean, self.invstd, self.scale = mean, invstd, scale
-        # backward needs x (training: x − μ; eval: x̂ for dJ/dγ only) — the input itself, no copy
-        self.xv = xv if (training and any(self.needs_input_grad)) or (
-            len(self.needs_input_grad) > 1 and self.needs_input_grad[1]) else None
-        return layout.unview(y)
+        return y
 
     @staticmethod
     def _batch_statistics(xp, layout, xv, blocks):
@@ -154,6 +165,20 @@ class BatchNorm(Function):
                 count = total
         return mean, m2 / count
 
+    def _upstream(self, xp, gv):
+        """The array the backward formulas read as g after ``_upstream_block`` filled it: dJ/dy itself
+        here (BatchNormReLU: a buffer for dJ/dy ⊙ [z > 0])."""
+        return gv
+
+    def _upstream_block(self, xp, gv, gbuf, b):
+        """Block b of g, read by the first backward pass that touches it: dJ/dy itself here.
+        BatchNormReLU masks it into ``gbuf[b]`` while the block is in cache."""
+        return gv[b]
+
+    def _grad_x_buffer(self, xp, gbuf):
+        """Where dJ/dx is written (a fresh array; BatchNormReLU may reuse its masked-gradient buffer)."""
+        return xp.empty(gbuf.shape, dtype=gbuf.dtype)
+
     def backward(self, g):
         xp = backend.get_array_module(g)
         layout = self.layout
@@ -161,20 +186,22 @@ class BatchNorm(Function):
         needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
         gv = layout.view(g)  # g seen like x, whatever g's own memory layout
         blocks = layout.blocks(xp, gv)
+        gbuf = self._upstream(xp, gv)
         mean_e = layout.expand(xp, self.mean)
         grad_x = grad_w = grad_b = None
         sum_g = sum_gxhat = None
-        if self.training or needs[1] or needs[2]:
+        self.first_pass = self.training or needs[1] or needs[2]
+        if self.first_pass:
             # Σ g and Σ g·x̂ = Σ g·(x − μ) / σ, block by block
             sum_g, sum_gxc = 0, 0
             for b in blocks:
-                gb = gv[b]
+                gb = self._upstream_block(xp, gv, gbuf, b)
                 sum_g = sum_g + layout.sum(gb)
                 if self.training or needs[1]:
                     sum_gxc = sum_gxc + layout.sum_product(xp, gb, self.xv[b] - mean_e)
             sum_gxhat = sum_gxc * self.invstd
         if needs[0]:
-            grad = xp.empty(gv.shape, dtype=g.dtype)
+            grad = self._grad_x_buffer(xp, gbuf)
             a_e = layout.expand(xp, self.scale)
             if self.training:
                 # dJ/dx = γ/σ · (g − (1/n) Σ g − x̂ · (1/n) Σ g·x̂)  with x̂ = (x − μ)/σ
@@ -183,7 +210,7 @@ class BatchNorm(Function):
                 d_e = layout.expand(xp, -self.scale * sum_g / n)
                 for b in blocks:
                     out = grad[b]
-                    xp.multiply(gv[b], a_e, out=out)
+                    xp.multiply(gbuf[b], a_e, out=out)
                     centred = self.xv[b] - mean_e
                     centred *= b_e
                     out += centred
@@ -191,7 +218,8 @@ class BatchNorm(Function):
             else:
                 # dJ/dx = γ/σ · g   (μ, σ are constants in eval mode)
                 for b in blocks:
-                    xp.multiply(gv[b], a_e, out=grad[b])
+                    gb = gbuf[b] if self.first_pass else self._upstream_block(xp, gv, gbuf, b)
+                    xp.multiply(gb, a_e, out=grad[b])
             grad_x = layout.unview(grad)
         if needs[1]:
             grad_w = sum_gxhat  # dJ/dγ = Σ g·x̂
@@ -200,14 +228,14 @@ class BatchNorm(Function):
         return grad_x, grad_w, grad_b
 
 
-def _array(value, name, C, x):
+def _array(value, name, C, x, op="batch_norm"):
     if value is None:
         return None
     array = value.data if isinstance(value, Tensor) else value
     if tuple(array.shape) != (C,):
-        raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {tuple(x.shape)}, got {tuple(array.shape)}")
+        raise ValueError(f"{op}: {name} must have shape ({C},) for input {tuple(x.shape)}, got {tuple(array.shape)}")
     if backend.backend_of(array) is not backend.backend_of(x.data):
-        raise ValueError(f"batch_norm: {name} lives on another device than the input; move it with .to(device)")
+        raise ValueError(f"{op}: {name} lives on another device than the input; move it with .to(device)")
     return array
 
 
@@ -220,22 +248,28 @@ def batch_norm(x: Tensor, running_mean, running_var, weight: Tensor | None = Non
     batch variance.  ``training=False``: μ, σ² are the running statistics; gradients still flow
     to x, ``weight`` (γ) and ``bias`` (β).  x is (N, C), (N, C, L) or (N, C, H, W).
     """
+    x, rm, rv = _checked_inputs("batch_norm", x, running_mean, running_var, weight, bias, training)
+    return BatchNorm.apply(x, weight, bias, running_mean=rm, running_var=rv, training=bool(training),
+                           momentum=float(momentum), eps=float(eps))
+
+
+def _checked_inputs(op, x, running_mean, running_var, weight, bias, training):
+    """batch_norm's input checks (one-line ValueErrors naming ``op``): (x as a Tensor, running mean, running var)."""
     shape = tuple(x.shape)
     if len(shape) < 2:
-        raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got shape {shape}")
+        raise ValueError(f"{op}: expected an input of shape (N, C, ...), got shape {shape}")
     C = shape[1]
     if not isinstance(x, Tensor):
         x = Tensor(x)
-    rm = _array(running_mean, "running_mean", C, x)
-    rv = _array(running_var, "running_var", C, x)
+    rm = _array(running_mean, "running_mean", C, x, op)
+    rv = _array(running_var, "running_var", C, x, op)
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None and tuple(value.shape) != (C,):
-            raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {shape}, got {tuple(value.shape)}")
+            raise ValueError(f"{op}: {name} must have shape ({C},) for input {shape}, got {tuple(value.shape)}")
     if not training and (rm is None or rv is None):
-        raise ValueError("batch_norm: running_mean and running_var are needed in evaluation mode (training=False)")
+        raise ValueError(f"{op}: running_mean and running_var are needed in evaluation mode (training=False)")
     if training:
         per_channel = x.size // C if C else 0
         if per_channel <= 1:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input shape {shape}")
-    return BatchNorm.apply(x, weight, bias, running_mean=rm, running_var=rv, training=bool(training),
-                           momentum=float(momentum), eps=float(eps))
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, got input shape {shape}")
+    return x, rm, rv
