@@ -53,7 +53,7 @@ from ..tensor import Function, Tensor
 from . import parallel
 from .im2col import col2im, im2col
 from . import winograd as _winograd
-from .layout import batch_chunks, out_size, pad_nhwc, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
+from .layout import batch_chunks, chunk_padder, out_size, pad_nhwc, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
 
 # ============================================================================ configuration
 _WINOGRAD = "auto"
@@ -144,19 +144,19 @@ def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=F
         # tiles of 2×2 outputs read 4×4 inputs: pad odd output sizes up by one row / column
         xpad = pad_nhwc(xp, x, ph, pw, Ho % 2, Wo % 2)
         return _winograd.conv3x3_nhwc(xp, xpad, kernel.winograd(xp), Ho, Wo, batch_chunks), None
-    xpad = pad_nhwc(xp, x, ph, pw)
     wcol = kernel.columns()  # (G, KH·KW·Cg, Og)
     Og = O // groups
-    y = xp.empty((N, Ho, Wo, O), dtype=xpad.dtype)
+    y = xp.empty((N, Ho, Wo, O), dtype=x.dtype)
     per_sample = Ho * Wo * KH * KW * C
-    chunks = batch_chunks(xp, N, per_sample * xpad.itemsize, Ho * Wo)
+    chunks = batch_chunks(xp, N, per_sample * x.itemsize, Ho * Wo)
     keep = keep_columns and len(chunks) == 1  # small enough to keep the columns for backward
-    chunks = parallel.spread(xp, chunks, per_sample * xpad.itemsize)
-    buffers = None if keep or len(chunks) == 1 else _scratch(xp, chunks, per_sample, xpad.dtype)
+    chunks = parallel.spread(xp, chunks, per_sample * x.itemsize)
+    buffers = None if keep or len(chunks) == 1 else _scratch(xp, chunks, per_sample, x.dtype)
+    padded = chunk_padder(xp, x, ph, pw, chunks)
 
-    def chunk(bounds, slot):  # columns of samples n0..n1, then their outputs: one GEMM
+    def chunk(bounds, slot):  # pad samples n0..n1, copy out their columns, then their outputs: one GEMM
         n0, n1 = bounds
-        col = im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffers and buffers[slot])
+        col = im2col(xp, padded(n0, n1, slot), KH, KW, Ho, Wo, stride, dilation, groups, buffers and buffers[slot])
         if groups == 1:
             xp.matmul(col[0], wcol[0], out=y[n0:n1].reshape(-1, O))
         else:
@@ -223,19 +223,19 @@ class Conv2d(Function):
             xpad = pad_nhwc(xp, self.x, *padding, Ho % 2, Wo % 2)
             return _winograd.grad_weight(xp, xpad, gy, batch_chunks)
         if self.col is not None:
-            chunks, xpad, buffers = self.col, None, None
+            chunks, padded, buffers = self.col, None, None
         else:
-            xpad = pad_nhwc(xp, self.x, *padding)
-            per_sample = Ho * Wo * KH * KW * xpad.shape[3]
-            nbytes = per_sample * xpad.itemsize
+            per_sample = Ho * Wo * KH * KW * self.x.shape[1]
+            nbytes = per_sample * self.x.itemsize
             chunks = parallel.spread(xp, batch_chunks(xp, N, nbytes, Ho * Wo), nbytes)
-            buffers = _scratch(xp, chunks, per_sample, xpad.dtype)
+            buffers = _scratch(xp, chunks, per_sample, self.x.dtype)
+            padded = chunk_padder(xp, self.x, *padding, chunks)
             chunks = [(bounds, None) for bounds in chunks]
 
         def chunk(item, slot):  # this chunk's share of dJ/dW_colᵀ: (G, Og, KH·KW·Cg)
             (n0, n1), col = item
             if col is None:
-                col = im2col(xp, xpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups, buffers[slot])
+                col = im2col(xp, padded(n0, n1, slot), KH, KW, Ho, Wo, stride, dilation, groups, buffers[slot])
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
             return xp.matmul(gyg.transpose(0, 2, 1), col)
 

@@ -3,6 +3,7 @@
     out_size(size, k, s, p, d)   ⌊(size + 2p − d(k − 1) − 1) / s⌋ + 1: a window's output length
     channels_last(a)             whether an NCHW-shaped array sits in NHWC memory
     to_nhwc(xp, a), pad_nhwc     an (N, C, H, W) array as contiguous (N, H, W, C), zero-padded or not
+    chunk_padder(xp, x, ...)     the same per batch chunk, by the thread that uses it
     batch_chunks(xp, n, bytes)   batch ranges whose workspace (im2col columns, Winograd tiles) fits
                                  the workspace limit and, on the CPU, about one cache block
     cache_blocks(xp, n, bytes)   ranges of ~1 MiB for element-wise passes that re-read their data
@@ -67,6 +68,32 @@ def channels_last(a) -> bool:
 def to_nhwc(xp, a):
     """An (N, C, H, W) array as a C-contiguous (N, H, W, C) array (a free view when already NHWC in memory)."""
     return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def chunk_padder(xp, x, ph: int, pw: int, chunks):
+    """``pad(n0, n1, slot)``: samples n0..n1 of x (N, C, H, W) as zero-padded NHWC (n1 − n0, H + 2ph, W + 2pw, C).
+
+    Each chunk is padded by the thread that uses it, into that thread's own buffer (``slot``, as
+    :func:`~minitl.functional.parallel.run_chunks` numbers them; the borders are zeroed once, each
+    chunk overwrites only the interior): the copy runs in parallel and the padded chunk is still
+    in cache when its columns are copied out, instead of one serial pass over the whole batch.
+    Without padding, the NHWC array itself is sliced.
+    """
+    if ph == pw == 0:
+        nhwc = to_nhwc(xp, x)
+        return lambda n0, n1, slot: nhwc[n0:n1]
+    N, C, H, W = x.shape
+    source = x.transpose(0, 2, 3, 1)  # NHWC view (free when x sits in NHWC memory)
+    step = max(n1 - n0 for n0, n1 in chunks)
+    buffers = [xp.zeros((step, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)
+               for _ in range(parallel.workers(xp, len(chunks)))]
+
+    def pad(n0, n1, slot):
+        out = buffers[slot][: n1 - n0]
+        out[:, ph:ph + H, pw:pw + W] = source[n0:n1]
+        return out
+
+    return pad
 
 
 def pad_nhwc(xp, x, ph: int, pw: int, extra_h: int = 0, extra_w: int = 0):
