@@ -138,10 +138,17 @@ def _adaptive_pool(op, in_shapes, out_shape, options, wants):
 
 
 def _norm(op, in_shapes, out_shape, options, wants):
-    """BatchNorm / LayerNorm: statistics (training, or always for LayerNorm), normalise, scale and shift."""
+    """BatchNorm / LayerNorm: statistics (training, or always for LayerNorm), normalise, scale and shift.
+
+    BatchNormReLU (max(0, BN(x) + r)): + the residual add and the ReLU forward; + the mask g ⊙ [z > 0] backward."""
     n = prod(in_shapes[0])
     statistics = 3 * n if (op == "LayerNorm" or options.get("training")) else 0
-    return 4 * n + statistics, 9 * n if any(wants) else 0
+    forward, backward = 4 * n + statistics, 9 * n if any(wants) else 0
+    if op == "BatchNormReLU":
+        residual = len(in_shapes) > 3 and in_shapes[3] is not None
+        forward += n * (1 + residual)
+        backward += n if any(wants) else 0
+    return forward, backward
 
 
 def _reduction(op, in_shapes, out_shape, options, wants):
@@ -157,7 +164,8 @@ def _nll(op, in_shapes, out_shape, options, wants):
 _FORMULAS = {"Linear": _linear, "LinearConcat": _linear_concat, "MatMul": _matmul,
              "PackedSelfAttention": _packed_attention, "ScaledDotProductAttention": _attention, "Conv2d": _conv2d,
              **{name: _recurrent for name in RECURRENT}, "MaxPool2d": _pool, "AvgPool2d": _pool,
-             "AdaptiveAvgPool2d": _adaptive_pool, "BatchNorm": _norm, "LayerNorm": _norm,
+             "AdaptiveAvgPool2d": _adaptive_pool, "BatchNorm": _norm, "BatchNormReLU": _norm,
+             "LayerNorm": _norm,
              "Sum": _reduction, "Mean": _reduction, "Max": _reduction, "NLLLoss": _nll}
 
 

@@ -43,7 +43,9 @@ class _BatchNorm(Module):
             self.running_var.data[...] = 1
             self.num_batches_tracked.data[...] = 0
 
-    def forward(self, x):
+    def forward(self, x, residual=None, relu: bool = False):
+        """BN(x);  ``relu=True``: max(0, BN(x) + residual) as one op (F.batch_norm_relu);
+        a ``residual`` without ``relu``: BN(x) + residual."""
         if x.ndim not in self._expected_dims:
             raise ValueError(
                 f"{type(self).__name__}: expected a {' or '.join(f'{d}-D' for d in self._expected_dims)} input, "
@@ -60,10 +62,12 @@ class _BatchNorm(Module):
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(
-            x, self.running_mean if track else None, self.running_var if track else None,
-            self.weight, self.bias, use_batch_stats, momentum, self.eps,
-        )
+        args = (x, self.running_mean if track else None, self.running_var if track else None,
+                self.weight, self.bias, use_batch_stats, momentum, self.eps)
+        if relu:
+            return F.batch_norm_relu(*args, residual=residual)
+        y = F.batch_norm(*args)
+        return y if residual is None else y + residual
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

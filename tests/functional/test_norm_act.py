@@ -202,3 +202,37 @@ def test_bad_input():
         F.batch_norm_relu(x, None, None, training=True, residual=minitl.Tensor(np.zeros((4, 3, 2), np.float32)))
     with pytest.raises(ValueError, match="residual has dtype float64, the input float32"):
         F.batch_norm_relu(x, None, None, training=True, residual=minitl.Tensor(np.zeros((4, 3, 2, 2))))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_cost_model_counts_what_the_three_ops_count(training):
+    """The fused op does the arithmetic of BatchNorm, Add and ReLU (minitl inspect's FLOP table)."""
+    from minitl.inspect.flops import op_flops
+
+    shape, vec = (2, 3, 4, 5), (3,)
+    options = {"training": training}
+    fused = op_flops("BatchNormReLU", [shape, vec, vec, shape], shape, options, (True, True, True, True))
+    parts = [op_flops("BatchNorm", [shape, vec, vec], shape, options, (True, True, True)),
+             op_flops("Add", [shape, shape], shape, {}, (True, True)),
+             op_flops("ReLU", [shape], shape, {}, (True,))]
+    assert fused == tuple(sum(p[i] for p in parts) for i in range(2))
+    plain = op_flops("BatchNormReLU", [shape, vec, vec, None], shape, options, (True, True, True, False))
+    assert plain[0] == fused[0] - 2 * 3 * 4 * 5 and plain[1] == fused[1]
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_module_relu_and_residual_arguments(momentum):
+    """BatchNorm2d(x, residual, relu=True) = relu(BatchNorm2d(x) + residual), with the same statistics steps."""
+    rng = np.random.default_rng(9)
+    fused, plain = minitl.nn.BatchNorm2d(3, momentum=momentum), minitl.nn.BatchNorm2d(3, momentum=momentum)
+    for training in (True, True, False):
+        fused.train(training)
+        plain.train(training)
+        x = minitl.Tensor(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+        r = minitl.Tensor(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+        np.testing.assert_array_equal(fused(x, r, relu=True).numpy(), F.relu(plain(x) + r).numpy())
+        np.testing.assert_array_equal(fused(x, relu=True).numpy(), F.relu(plain(x)).numpy())
+        np.testing.assert_array_equal(fused(x, r).numpy(), (plain(x) + r).numpy())
+    for name, value in plain.state_dict().items():
+        np.testing.assert_array_equal(fused.state_dict()[name], value, err_msg=name)
+    assert int(fused.num_batches_tracked.item()) == 6
