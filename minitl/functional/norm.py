@@ -23,7 +23,15 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Function, Tensor
+from . import parallel
 from .layout import cache_blocks, channels_last
+
+
+def each_block(xp, fn, blocks) -> list:
+    """[fn(b) for b in blocks] on minitl's threads (parallel.run_chunks; NumPy's ufuncs and einsum
+    release the GIL), the results in block order — so per-block sums merged in that order give the
+    serial results bit for bit, whatever thread ran which block."""
+    return parallel.run_chunks(xp, lambda b, slot: fn(b), blocks)
 
 
 class _ChannelLayout:
@@ -94,6 +102,8 @@ class BatchNorm(Function):
     On the CPU every pass runs over cache-sized blocks of rows: the statistics in one read of x
     (per-block mean and Σ(x − μ_b)², merged with Chan's formula — as stable as two passes), the
     output in a second (x − μ, ·γ/σ, +β on a block in cache); backward likewise in two reads.
+    The blocks of each pass are spread over minitl's threads (:func:`each_block`), results merged in
+    block order: the same bits on any thread count.
     """
 
     def forward(self, x, weight=None, bias=None, *, running_mean, running_var, training, momentum, eps):
@@ -136,10 +146,13 @@ class BatchNorm(Function):
     def _output(self, xp, xv, blocks, scale_e, shift_e):
         """The output pass: y = x · scale + shift, block by block (in the layout's view)."""
         y = xp.empty(xv.shape, dtype=xv.dtype)
-        for b in blocks:
+
+        def block(b):
             yb = y[b]
             xp.multiply(xv[b], scale_e, out=yb)
             yb += shift_e
+
+        each_block(xp, block, blocks)
         return y
 
     @staticmethod
@@ -148,13 +161,16 @@ class BatchNorm(Function):
         (the centred block stays in cache), merged by Chan et al.'s update
         M2 = M2_a + M2_b + (μ_b − μ_a)² · n_a n_b / (n_a + n_b)."""
         per_row = layout.n // xv.shape[0]
-        count, mean, m2 = 0, None, None
-        for b in blocks:
+
+        def block(b):
             xb = xv[b]
             nb = xb.shape[0] * per_row
             mean_b = layout.sum(xb) / nb
             centred = xb - layout.expand(xp, mean_b)
-            m2_b = layout.sum_product(xp, centred, centred)
+            return nb, mean_b, layout.sum_product(xp, centred, centred)
+
+        count, mean, m2 = 0, None, None
+        for nb, mean_b, m2_b in each_block(xp, block, blocks):  # merged in block order
             if mean is None:
                 count, mean, m2 = nb, mean_b, m2_b
             else:
@@ -193,12 +209,17 @@ class BatchNorm(Function):
         self.first_pass = self.training or needs[1] or needs[2]
         if self.first_pass:
             # Σ g and Σ g·x̂ = Σ g·(x − μ) / σ, block by block
-            sum_g, sum_gxc = 0, 0
-            for b in blocks:
+            with_x = self.training or needs[1]
+
+            def sums(b):
                 gb = self._upstream_block(xp, gv, gbuf, b)
-                sum_g = sum_g + layout.sum(gb)
-                if self.training or needs[1]:
-                    sum_gxc = sum_gxc + layout.sum_product(xp, gb, self.xv[b] - mean_e)
+                return layout.sum(gb), layout.sum_product(xp, gb, self.xv[b] - mean_e) if with_x else 0
+
+            sum_g, sum_gxc = 0, 0
+            for sum_g_b, sum_gxc_b in each_block(xp, sums, blocks):  # added in block order
+                sum_g = sum_g + sum_g_b
+                if with_x:
+                    sum_gxc = sum_gxc + sum_gxc_b
             sum_gxhat = sum_gxc * self.invstd
         if needs[0]:
             grad = self._grad_x_buffer(xp, gbuf)
@@ -208,7 +229,8 @@ class BatchNorm(Function):
                 #       = A·g + B·(x − μ) + D,   A = γ/σ,  B = −A/σ · Σ g·x̂ / n,  D = −A · Σ g / n
                 b_e = layout.expand(xp, -self.scale * self.invstd * sum_gxhat / n)
                 d_e = layout.expand(xp, -self.scale * sum_g / n)
-                for b in blocks:
+
+                def block(b):
                     out = grad[b]
                     xp.multiply(gbuf[b], a_e, out=out)
                     centred = self.xv[b] - mean_e
@@ -217,9 +239,10 @@ class BatchNorm(Function):
                     out += d_e
             else:
                 # dJ/dx = γ/σ · g   (μ, σ are constants in eval mode)
-                for b in blocks:
+                def block(b):
                     gb = gbuf[b] if self.first_pass else self._upstream_block(xp, gv, gbuf, b)
                     xp.multiply(gb, a_e, out=grad[b])
+            each_block(xp, block, blocks)
             grad_x = layout.unview(grad)
         if needs[1]:
             grad_w = sum_gxhat  # dJ/dγ = Σ g·x̂

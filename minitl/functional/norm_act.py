@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Tensor
-from .norm import BatchNorm, _checked_inputs
+from .norm import BatchNorm, _checked_inputs, each_block
 
 
 class BatchNormReLU(BatchNorm):
@@ -37,13 +37,16 @@ class BatchNormReLU(BatchNorm):
         rv = None if self.residual is None else self.layout.view(self.residual)  # a copy only if r's memory differs
         self.residual = None
         z = xp.empty(xv.shape, dtype=xv.dtype)
-        for b in blocks:
+
+        def block(b):
             zb = z[b]
             xp.multiply(xv[b], scale_e, out=zb)
             zb += shift_e
             if rv is not None:
                 zb += rv[b]
             xp.maximum(zb, 0, out=zb)
+
+        each_block(xp, block, blocks)
         self.zv = z if any(self.needs_input_grad) else None
         return z
 

@@ -236,3 +236,31 @@ def test_batchnorm_module_relu_and_residual_arguments(momentum):
     for name, value in plain.state_dict().items():
         np.testing.assert_array_equal(fused.state_dict()[name], value, err_msg=name)
     assert int(fused.num_batches_tracked.item()) == 6
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_threads_give_the_serial_result_bit_for_bit(monkeypatch, fused):
+    """The block passes run on minitl's threads; per-block sums merge in block order, so two threads
+    and one give the same bits (values, every gradient, running statistics)."""
+    from minitl.functional import layout, parallel
+
+    monkeypatch.setattr(layout, "_POINTWISE_BLOCK_BYTES", 3 * 4 * 4 * 8)  # 3 rows of (W·C) = 4·4 floats
+    monkeypatch.setattr(parallel, "MIN_SPLIT_BYTES", 0)
+    rng = np.random.default_rng(11)
+    x, r, g = (rng.standard_normal((5, 4, 2, 4)) for _ in range(3))
+    results = []
+    for threads in (1, 2):
+        with parallel.using_threads(threads):
+            xt = minitl.Tensor(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), requires_grad=True)  # NHWC memory
+            rt = minitl.Tensor(r, requires_grad=True)
+            wt, bt = minitl.Tensor(np.linspace(0.5, 2, 4), requires_grad=True), minitl.Tensor(np.zeros(4), requires_grad=True)
+            rm, rv = minitl.Tensor(np.zeros(4)), minitl.Tensor(np.ones(4))
+            if fused:
+                z = F.batch_norm_relu(xt.transpose(0, 3, 1, 2), rm, rv, wt, bt, training=True, residual=rt)
+            else:
+                z = F.batch_norm(xt.transpose(0, 3, 1, 2), rm, rv, wt, bt, training=True)
+            z.backward(minitl.Tensor(g))
+            results.append([z.numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy(), rm.numpy(), rv.numpy()]
+                           + ([rt.grad.numpy()] if fused else []))
+    for a, c in zip(*results):
+        np.testing.assert_array_equal(a, c)
