@@ -22,7 +22,7 @@ from . import parallel
 
 _WORKSPACE_BYTES = 512 * 2**20
 _CACHE_BLOCK_BYTES = 8 * 2**20
-_MIN_GEMM_ROWS = 2048
+_MIN_GEMM_ROWS = 1024
 _POINTWISE_BLOCK_BYTES = 2**20
 
 
@@ -119,8 +119,11 @@ def batch_chunks(xp, n: int, per_item_bytes: int, rows_per_item: int = 1 << 30):
     cache for the GEMM that reads it — measured ~1.3× faster for the whole im2col + GEMM than one
     big column matrix on one thread, and on two threads a ResNet-18 CIFAR training step at 4 MiB
     per chunk 3.12 s against 3.44 s at 8 MiB (2 MiB: 3.26 s; medians of 4 alternated rounds) —
-    unless that leaves the GEMM fewer than ~2048 rows (``rows_per_item`` per sample), where it runs
-    below full speed.  At least one sample per chunk.
+    unless that leaves the GEMM fewer than ~1024 rows (``rows_per_item`` per sample), where it runs
+    below full speed (2048 before: at 256@8 a chunk then held 32 samples, 19 MB of columns, and the
+    two threads one chunk each; with 1024, a ResNet-18 CIFAR step 2.89 vs 3.26 s, ResNet-50 224
+    batch 16 6.79 vs 6.97 s, in-process alternated medians; 512: 2.94 and 6.75 s).  At least one
+    sample per chunk.
     """
     limit = max(1, _WORKSPACE_BYTES // max(1, per_item_bytes))
     step = limit
