@@ -53,7 +53,7 @@ from ..tensor import Function, Tensor
 from . import parallel
 from .im2col import col2im, im2col
 from . import winograd as _winograd
-from .layout import batch_chunks, chunk_padder, out_size, pad_nhwc, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
+from .layout import batch_chunks, chunk_padder, out_size, pad_nhwc, reused_buffer, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
 
 # ============================================================================ configuration
 _WINOGRAD = "auto"
@@ -123,9 +123,10 @@ def _use_winograd(xp, KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
 
 
 def _scratch(xp, chunks, per_sample: int, dtype) -> list:
-    """One flat workspace per thread that :func:`parallel.run_chunks` will use, each the size of the largest chunk."""
+    """One flat workspace per thread that :func:`parallel.run_chunks` will use, each the size of the largest chunk
+    (kept between calls: :func:`~minitl.functional.layout.reused_buffer`)."""
     size = per_sample * max(c[1] - c[0] for c in chunks)
-    return [xp.empty(size, dtype=dtype) for _ in range(parallel.workers(xp, len(chunks)))]
+    return [reused_buffer(xp, "columns", slot, size, dtype) for slot in range(parallel.workers(xp, len(chunks)))]
 
 
 def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=False):
