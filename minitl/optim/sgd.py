@@ -60,11 +60,7 @@ class SGD(Optimizer):
         weight_decay = group["weight_decay"]
         for p, grad, state in self._params_with_grad(group):
             w = p.data
-            g = grad  # never modify the .grad array itself; ``own`` marks a temporary this step may reuse
-            own = bool(weight_decay)
-            if weight_decay:
-                g = w * weight_decay                                # g = ∂J/∂w + λ w
-                g += grad
+            g = grad + weight_decay * w if weight_decay else grad  # never modify the .grad array itself
             if momentum:
                 buf = state.get("momentum_buffer")
                 if buf is None:
@@ -72,10 +68,6 @@ class SGD(Optimizer):
                 else:
                     buf *= momentum                                 # b_t = μ b_{t−1} + (1 − τ) g_t
                     buf += g if dampening == 0 else (1 - dampening) * g
-                g, own = (g + momentum * buf, True) if nesterov else (buf, False)
-            if own:
-                g *= lr
-                w -= g                                              # w ← w − η g, in place
-            else:
-                w -= lr * g
+                g = g + momentum * buf if nesterov else buf
+            w -= lr * g                                             # w ← w − η g, in place
         group["iterations"] += 1
