@@ -82,11 +82,11 @@ def reused_buffer(xp, kind: str, slot: int, size: int, dtype):
     at most ``_REUSE_MAX_BYTES`` each; larger ones are allocated per call).  Only for work whose
     result never holds a view of the buffer.  A GPU allocates (CuPy has its own memory pool).
     """
-    nbytes = size * xp.dtype(dtype).itemsize
-    if xp is not backend.NUMPY.xp or nbytes > _REUSE_MAX_BYTES:
+    dtype = xp.dtype(dtype)
+    if xp is not backend.NUMPY.xp or size * dtype.itemsize > _REUSE_MAX_BYTES:
         return xp.empty(size, dtype=dtype)
     cache = _REUSED.__dict__.setdefault("buffers", {})
-    key = (kind, slot, xp.dtype(dtype).str)
+    key = (kind, slot, dtype.str)
     buffer = cache.get(key)
     if buffer is None or buffer.size < size:
         buffer = cache[key] = xp.empty(size, dtype=dtype)
@@ -98,8 +98,9 @@ def chunk_padder(xp, x, ph: int, pw: int, chunks):
 
     Each chunk is padded by the thread that uses it, into that thread's own buffer (``slot``, as
     :func:`~minitl.functional.parallel.run_chunks` numbers them, kept between calls by
-    :func:`reused_buffer`; the borders are zeroed once per call, each chunk overwrites only the interior): the copy runs in parallel and the padded chunk is still
-    in cache when its columns are copied out, instead of one serial pass over the whole batch.
+    :func:`reused_buffer`; the borders are zeroed once per call, each chunk overwrites only the
+    interior): the copy runs in parallel and the padded chunk is still in cache when its columns
+    are copied out, instead of one serial pass over the whole batch.
     Without padding, the NHWC array itself is sliced.
     """
     if ph == pw == 0:
@@ -111,11 +112,8 @@ def chunk_padder(xp, x, ph: int, pw: int, chunks):
     shape = (step, H + 2 * ph, W + 2 * pw, C)
     buffers = [reused_buffer(xp, "pad", slot, step * shape[1] * shape[2] * C, x.dtype).reshape(shape)
                for slot in range(parallel.workers(xp, len(chunks)))]
-    for b in buffers:  # zero the border (the interior is overwritten by every chunk)
-        b[:, :ph] = 0
-        b[:, ph + H:] = 0
-        b[:, ph:ph + H, :pw] = 0
-        b[:, ph:ph + H, pw + W:] = 0
+    for b in buffers:  # the interior is overwritten by every chunk
+        _zero_border(b, ph, pw, H, W)
 
     def pad(n0, n1, slot):
         out = buffers[slot][: n1 - n0]
@@ -132,12 +130,17 @@ def pad_nhwc(xp, x, ph: int, pw: int, extra_h: int = 0, extra_w: int = 0):
         return to_nhwc(xp, x)
     Hp, Wp = H + 2 * ph + extra_h, W + 2 * pw + extra_w
     out = xp.empty((N, Hp, Wp, C), dtype=x.dtype)
-    out[:, :ph] = 0  # zero only the border; the interior is copied over
+    _zero_border(out, ph, pw, H, W)  # the interior is copied over
+    out[:, ph:ph + H, pw:pw + W] = x.transpose(0, 2, 3, 1)
+    return out
+
+
+def _zero_border(out, ph: int, pw: int, H: int, W: int):
+    """Zero everything of the NHWC ``out`` outside the interior [ph, ph + H) × [pw, pw + W)."""
+    out[:, :ph] = 0
     out[:, ph + H:] = 0
     out[:, ph:ph + H, :pw] = 0
     out[:, ph:ph + H, pw + W:] = 0
-    out[:, ph:ph + H, pw:pw + W] = x.transpose(0, 2, 3, 1)
-    return out
 
 
 def batch_chunks(xp, n: int, per_item_bytes: int, rows_per_item: int = 1 << 30):
