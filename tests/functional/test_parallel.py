@@ -10,6 +10,7 @@ on the threaded path where torch is installed.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -77,15 +78,33 @@ def test_run_chunks_keeps_order_uses_threads_and_serial_when_one():
 
     def work(chunk, slot):
         seen.add((threading.current_thread().name.startswith("minitl-chunk"), slot))
+        time.sleep(0.01)  # long enough for both threads to take chunks
         return chunk * 10
 
     with parallel.using_threads(2):
         assert parallel.run_chunks(np, work, range(7)) == [i * 10 for i in range(7)]
-        assert all(named for named, _ in seen) and {slot for _, slot in seen} <= {0, 1}
+        # slot 0 is the calling thread, slot 1 the helper thread
+        assert seen == {(False, 0), (True, 1)}
     seen.clear()
     with parallel.using_threads(1):
         assert parallel.run_chunks(np, work, range(3)) == [0, 10, 20]
         assert seen == {(False, 0)}
+
+
+def test_run_chunks_waits_for_the_helper_when_the_caller_fails():
+    finished = []
+
+    def work(chunk, slot):
+        if slot == 0:
+            raise RuntimeError("chunk failed")
+        time.sleep(0.05)
+        finished.append(chunk)
+        return chunk
+
+    with parallel.using_threads(2):
+        with pytest.raises(RuntimeError, match="chunk failed"):
+            parallel.run_chunks(np, work, range(4))
+    assert finished  # the helper's chunk was done before run_chunks raised
 
 
 def test_spread_cuts_evenly_and_leaves_small_work_alone():
