@@ -60,6 +60,31 @@ def test_sgd_momentum_weight_decay_and_nesterov_by_hand(backend):
         np.testing.assert_allclose(p[0].numpy(), w, rtol=1e-12, err_msg=f"nesterov={nesterov}")
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_sgd_in_cache_pieces_matches_the_whole_array_formula(layout):
+    """A parameter larger than one cache piece (optim.optimizer.PIECE_ELEMENTS) is updated piece by
+    piece; a non-contiguous one as a whole: both must equal the formula on whole arrays."""
+    from minitl.optim.optimizer import PIECE_ELEMENTS
+
+    rng = np.random.default_rng(3)
+    shape = (3, PIECE_ELEMENTS // 2 + 7)  # 1.5 pieces and a ragged last piece
+    w0 = rng.normal(size=shape[::-1]).T if layout == "transposed" else rng.normal(size=shape)
+    grads = [rng.normal(size=shape) for _ in range(3)]
+    lr, mu, lam = 0.05, 0.9, 0.01
+    for nesterov in (False, True):
+        p = minitl.Tensor(w0.copy(order="K"), requires_grad=True)
+        assert p.data.flags.c_contiguous == (layout == "contiguous")
+        opt = optim.SGD([p], lr=lr, momentum=mu, nesterov=nesterov, weight_decay=lam)
+        w, b = w0.copy(), None
+        for grad in grads:
+            p.grad = minitl.Tensor(grad)
+            opt.step()
+            g = grad + lam * w
+            b = g.copy() if b is None else mu * b + g
+            w = w - lr * (g + mu * b if nesterov else b)
+        np.testing.assert_allclose(p.numpy(), w, rtol=1e-12, atol=1e-15, err_msg=f"nesterov={nesterov}")
+
+
 def test_sgd_dampening_by_hand():
     p = _params()
     _run(optim.SGD(p, lr=0.1, momentum=0.5, dampening=0.3), p, 2)

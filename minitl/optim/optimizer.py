@@ -24,6 +24,27 @@ from .. import backend
 from ..tensor import Tensor, no_grad
 
 
+PIECE_ELEMENTS = 1 << 16  # 256 KiB of float32: an update's temporaries and re-reads stay in the L2 cache
+
+
+def cache_pieces(w, grad, *buffers) -> list:
+    """A parameter ``w``, its gradient and its state ``buffers`` (same shape) as [(w, grad, *buffers) per piece].
+
+    An element-wise update makes several passes over its arrays (w·λ, + g, the momentum buffer,
+    w −= η·b).  Done piece by piece — flat slices of ~PIECE_ELEMENTS — the later passes read the
+    piece from the cache instead of memory and the temporaries stay small: measured 43 → 29 ms for
+    an SGD step (momentum, weight decay) over ResNet-18's 11.2 M parameters.  w and the buffers are
+    written through their slices, so they must be C-contiguous (else, and on a GPU, and for small
+    arrays: one piece, the arrays themselves); the gradient is only read (flattened, by a copy if
+    it is not contiguous).
+    """
+    if (backend.get_array_module(w) is not numpy or w.size <= PIECE_ELEMENTS
+            or not all(a.flags.c_contiguous for a in (w, *buffers))):
+        return [(w, grad, *buffers)]
+    flat = [a.reshape(-1) for a in (w, grad, *buffers)]
+    return [tuple(a[i:i + PIECE_ELEMENTS] for a in flat) for i in range(0, w.size, PIECE_ELEMENTS)]
+
+
 class _Required:
     def __repr__(self) -> str:
         return "<required>"

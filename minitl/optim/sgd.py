@@ -1,7 +1,7 @@
 """Stochastic gradient descent, with momentum, Nesterov momentum, weight decay and Keras' time-based decay."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, required
+from .optimizer import Optimizer, cache_pieces, required
 
 
 class SGD(Optimizer):
@@ -59,15 +59,19 @@ class SGD(Optimizer):
         momentum, dampening, nesterov = group["momentum"], group["dampening"], group["nesterov"]
         weight_decay = group["weight_decay"]
         for p, grad, state in self._params_with_grad(group):
-            w = p.data
-            g = grad + weight_decay * w if weight_decay else grad  # never modify the .grad array itself
-            if momentum:
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.copy()       # b_1 = g_1
-                else:
-                    buf *= momentum                                 # b_t = μ b_{t−1} + (1 − τ) g_t
-                    buf += g if dampening == 0 else (1 - dampening) * g
-                g = g + momentum * buf if nesterov else buf
-            w -= lr * g                                             # w ← w − η g, in place
+            first = bool(momentum) and state.get("momentum_buffer") is None
+            if first:
+                state["momentum_buffer"] = p.data.copy()  # its memory; b_1 = g_1 is written below
+            buffers = (state["momentum_buffer"],) if momentum else ()
+            for w, grad_piece, *buffer in cache_pieces(p.data, grad, *buffers):  # in place, piece by piece
+                g = grad_piece + weight_decay * w if weight_decay else grad_piece  # never modify .grad itself
+                if momentum:
+                    b = buffer[0]
+                    if first:
+                        b[...] = g                                  # b_1 = g_1
+                    else:
+                        b *= momentum                               # b_t = μ b_{t−1} + (1 − τ) g_t
+                        b += g if dampening == 0 else (1 - dampening) * g
+                    g = g + momentum * b if nesterov else b
+                w -= lr * g                                         # w ← w − η g, in place
         group["iterations"] += 1
