@@ -58,6 +58,8 @@ TINY = {
     "resnet50": dict(arch="resnet50", cifar=False, batch=2, size=32, classes=10),
 }
 FRAMEWORKS = ("minitl", "torch")
+# quiet; quiet with PyTorch given glibc's malloc settings minitl makes for itself (minitl.host_memory); loaded
+CONDITIONS = ("quiet", "same-malloc", "loaded")
 # the distinct convolutions of ResNet-18 with the CIFAR stem at 32×32: (name, Cin, Cout, k, stride, H_in, count)
 LAYERS = [
     ("stem 3→64 3×3", 3, 64, 3, 1, 32, 1),
@@ -174,7 +176,10 @@ def worker_step(framework: str, spec: dict, warmup: int, iters: int) -> dict:
     if framework == "minitl":
         from minitl.functional import parallel
 
+        from minitl import host_memory
+
         out["minitl_threads"] = parallel.threads()
+        out["host_memory"] = host_memory.status()
     if framework == "torch":
         import torch
 
@@ -268,10 +273,10 @@ class Load:
 
 
 # ============================================================================ the parent
-def _worker(args, framework, mode, case_spec=None, timeout=1800):
+def _worker(args, framework, mode, case_spec=None, timeout=1800, extra_env=None):
     command = [os.path.abspath(__file__), "--worker", framework, "--mode", mode, "--warmup", args.warmup,
                "--iters", args.iters, "--spec", json.dumps(case_spec or {})]
-    done = harness.run_worker(command, timeout=timeout)
+    done = harness.run_worker(command, timeout=timeout, extra_env=extra_env)
     if not done.ok:
         return {"framework": framework, "error": (done.stderr or "no output").strip()[-600:]}
     return done.records[-1]
@@ -279,24 +284,40 @@ def _worker(args, framework, mode, case_spec=None, timeout=1800):
 
 def _pair(args, case, spec, condition, turn, runs, log):
     for fw in harness.alternated(FRAMEWORKS, turn):
-        result = _worker(args, fw, "step", spec)
-        runs[case][condition][fw].append(result)
-        shown = (f"step {result['step_s']:.3f} s (fwd {result['forward_s']:.3f}, bwd {result['backward_s']:.3f}, "
-                 f"opt {result['optimizer_s']:.3f})" if "step_s" in result else "ERROR " + result["error"][-300:])
-        log(f"  {case:<9} {condition:<6} {fw:<7} {shown}")
+        _one(args, case, spec, condition, fw, runs, log)
+
+
+def _one(args, case, spec, condition, fw, runs, log, extra_env=None):
+    result = _worker(args, fw, "step", spec, extra_env=extra_env)
+    runs[case][condition][fw].append(result)
+    shown = (f"step {result['step_s']:.3f} s (fwd {result['forward_s']:.3f}, bwd {result['backward_s']:.3f}, "
+             f"opt {result['optimizer_s']:.3f})" if "step_s" in result else "ERROR " + result["error"][-300:])
+    log(f"  {case:<9} {condition:<11} {fw:<7} {shown}")
+
+
+def _same_malloc(args, case, spec, runs, log):
+    """PyTorch once more, with glibc set as minitl sets it for itself (host_memory), for the like-for-like ratio."""
+    from minitl import host_memory
+
+    env = {"MALLOC_MMAP_THRESHOLD_": host_memory.MMAP_THRESHOLD, "MALLOC_TRIM_THRESHOLD_": host_memory.TRIM_THRESHOLD}
+    _one(args, case, spec, "same-malloc", "torch", runs, log, extra_env=env)
 
 
 def run(args, log=print) -> dict:
     table = TINY if args.tiny else CASES
     cases = [c for c in args.cases.split(",") if c]
     load_cases = set(c for c in args.load_cases.split(",") if c) if args.load else set()
-    runs = {c: {cond: {fw: [] for fw in FRAMEWORKS} for cond in ("quiet", "loaded")} for c in cases}
+    runs = {c: {cond: {fw: [] for fw in FRAMEWORKS} for cond in CONDITIONS} for c in cases}
     cores = os.cpu_count() or 1
     started = time.time()
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}  (load average {harness.load_average()})")
         for case in cases:
+            if args.same_malloc and r % 2:  # alternated: before the quiet pair, then after it
+                _same_malloc(args, case, table[case], runs, log)
             _pair(args, case, table[case], "quiet", r, runs, log)
+            if args.same_malloc and not r % 2:
+                _same_malloc(args, case, table[case], runs, log)
             if case in load_cases:
                 with Load(args.load_processes or cores):
                     _pair(args, case, table[case], "loaded", r + 1, runs, log)
@@ -321,7 +342,7 @@ def _summary(results):
     out["step_s_rounds"] = [round(x["step_s"], 4) for x in good]
     out["loadavg_rounds"] = [x.get("loadavg") for x in good]
     out["blas"] = good[0].get("blas")
-    for key in ("torch_threads", "torch_version", "minitl_threads"):
+    for key in ("torch_threads", "torch_version", "minitl_threads", "host_memory"):
         if key in good[0]:
             out[key] = good[0][key]
     return out
@@ -349,10 +370,13 @@ def summarise(args, runs, layers, started, cases, load_cases) -> dict:
     for case in cases:
         spec = (TINY if args.tiny else CASES)[case]
         entry = {"spec": spec}
-        for cond in ("quiet", "loaded"):
-            if cond == "loaded" and case not in load_cases:
+        for cond in CONDITIONS:
+            if cond == "loaded" and case not in load_cases or cond == "same-malloc" and not args.same_malloc:
                 continue
-            entry[cond] = {fw: _summary(res) for fw, res in runs[case][cond].items()}
+            results = dict(runs[case][cond])
+            if cond == "same-malloc":  # minitl's side is its quiet run of the same rounds (its settings are its own)
+                results["minitl"] = runs[case]["quiet"]["minitl"]
+            entry[cond] = {fw: _summary(res) for fw, res in results.items()}
             entry[cond]["torch_over_minitl"] = _ratio(entry[cond])
         q, l_ = entry["quiet"].get("torch_over_minitl"), entry.get("loaded", {}).get("torch_over_minitl")
         if q and l_:
@@ -377,29 +401,32 @@ def markdown(result) -> str:
              f"Machine: {result['machine']['cpu_count']} CPUs, {result['machine']['platform']}; load average at the end "
              f"{result['machine']['loadavg_at_end']}; OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for the workers "
              f"(were set here: {result['openblas_overrides_unset_for_workers'] or 'none'}).", ""]
-    blas_line = {}
+    blas_line, memory_line = {}, None
     for case, entry in result["cases"].items():
         s = entry["spec"]
         lines += [f"## {case}: {s['size']}×{s['size']}, batch {s['batch']}, {s['classes']} classes"
                   + (", CIFAR stem" if s["cifar"] else ""), "",
                   "| condition | framework | step s | forward | backward | optimizer | per round (s) | ratio |",
                   "|---|---|---:|---:|---:|---:|---|---|"]
-        for cond in ("quiet", "loaded"):
+        for cond in CONDITIONS:
             if cond not in entry:
                 continue
             for fw in FRAMEWORKS:
+                if cond == "same-malloc" and fw == "minitl":
+                    continue  # its quiet row
                 e = entry[cond][fw]
                 if "error" in e:
                     lines.append(f"| {cond} | {fw} | error: {e['error'][-80:]!r} | | | | | |")
                     continue
                 st = e["step_s"]
                 shares = " | ".join(f"{e[k + '_s']:.3f} ({100 * e[k + '_s'] / st:.0f}%)" for k in ("forward", "backward", "optimizer"))
-                ratio = _fmt_ratio(entry[cond]["torch_over_minitl"]) if fw == "minitl" else ""
+                ratio = _fmt_ratio(entry[cond]["torch_over_minitl"]) if fw == "minitl" or cond == "same-malloc" else ""
                 lines.append(f"| {cond} | {fw} | {st:.3f} | {shares} | {', '.join(f'{v:.2f}' for v in e['step_s_rounds'])} | {ratio} |")
                 if fw == "minitl" and e.get("blas"):
                     blas_line["minitl"] = "minitl: " + "; ".join(
                         f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, {b.get('num_threads')} threads)"
                         for b in e["blas"] if b.get("user_api") == "blas") + f", {e.get('minitl_threads', '?')} chunk threads"
+                    memory_line = e.get("host_memory")
                 if fw == "torch" and e.get("torch_threads"):
                     blas_line["torch"] = f"PyTorch {e.get('torch_version')} ({e['torch_threads']} threads)"
         if "loaded_minus_quiet_ratio" in entry:
@@ -410,6 +437,10 @@ def markdown(result) -> str:
         lines.append("")
     if blas_line:
         lines += [f"BLAS kernel (threadpoolctl, in the workers): {'; '.join(blas_line.values())}", ""]
+    if memory_line:
+        lines += [f"Host memory in the minitl workers: {memory_line} (minitl.host_memory, applied by `import minitl`). "
+                  "The `same-malloc` row runs PyTorch with the same glibc settings (MALLOC_MMAP_THRESHOLD_, "
+                  "MALLOC_TRIM_THRESHOLD_) and sets it against minitl's quiet rounds: the like-for-like ratio.", ""]
     if "layers" in result:
         lines += _layers_md(result)
     return "\n".join(lines) + "\n"
@@ -446,6 +477,8 @@ def main(argv=None) -> int:
     parser.add_argument("--load-cases", default="resnet18", help="cases measured under load too")
     parser.add_argument("--load-processes", type=int, default=0, help="busy processes (default: one per core)")
     parser.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True, help="per-layer table")
+    parser.add_argument("--same-malloc", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run PyTorch with the glibc malloc settings minitl makes for itself (like-for-like)")
     parser.add_argument("--tiny", action="store_true", help="dry run with tiny sizes (checks the plumbing only)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cnn_train"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)

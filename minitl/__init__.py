@@ -1,6 +1,10 @@
 """minitl: a from-scratch deep-learning engine on NumPy (CuPy on the GPU) for transfer learning."""
 __version__ = "0.1.0"
 
+from . import host_memory  # noqa: E402
+
+host_memory.configure_from_environment()  # keep freed host memory for reuse (see host_memory; MINITL_KEEP_FREED_MEMORY=0: not)
+
 from . import backend, functional, nn, optim  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
 from .inspect import trace  # noqa: E402

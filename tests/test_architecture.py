@@ -29,6 +29,7 @@ ALLOWED = {
     "shapes": set(),  # pair(): int-or-pair arguments; knows nothing of minitl
     "data": {"shapes"},
     "fileio": set(),  # atomic file writes: knows nothing of minitl
+    "host_memory": set(),  # glibc's malloc thresholds, set by import minitl: knows nothing of minitl
     "transfer": ENGINE | {"functional", "nn", "models", "data", "fileio"},
     "distributed": ENGINE,
     "train": ENGINE | {"functional", "nn", "models", "optim", "data", "transfer", "distributed", "fileio"},
