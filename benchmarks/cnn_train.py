@@ -22,6 +22,13 @@ Each round runs a quiet pair and a loaded pair, so both conditions see the same 
 machine.  Reported: the quiet ratio and the loaded ratio (PyTorch step time ÷ minitl step time,
 > 1 means minitl is faster), each as the ratio of medians and as the median of per-round ratios.
 
+**Like for like** (``--same-malloc``, default on): ``import minitl`` keeps freed host memory for
+reuse (minitl.host_memory: glibc's mmap threshold 32 MiB, trim threshold 1 GiB), which PyTorch does
+not do by default.  Each round therefore also runs PyTorch with the same glibc settings (the
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment variables), placed before the
+quiet pair in odd rounds and after it in even ones; its ratio against minitl's quiet rounds is the
+``same-malloc`` row: what is left when both frameworks get the allocator setting.
+
 **Per-layer table** (``--layers``): every distinct convolution of the ResNet-18 CIFAR network
 (shape, stride, count in the network) timed as conv → BatchNorm → ReLU, forward and
 forward+backward, in each framework's own worker process; the count-weighted sum is set beside

@@ -85,6 +85,29 @@ def test_sgd_in_cache_pieces_matches_the_whole_array_formula(layout):
         np.testing.assert_allclose(p.numpy(), w, rtol=1e-12, atol=1e-15, err_msg=f"nesterov={nesterov}")
 
 
+@pytest.mark.parametrize("name, kwargs", [("Adam", dict(weight_decay=0.01)), ("AdamW", dict(weight_decay=0.1)),
+                                          ("Adam", dict(amsgrad=True))], ids=str)
+def test_adam_in_cache_pieces_equals_the_whole_array_update(name, kwargs, monkeypatch):
+    """Adam's pieces (a parameter over optim.optimizer.PIECE_ELEMENTS) give the bits of the whole-array update
+    (its formula is held against PyTorch and by hand elsewhere in this file)."""
+    from minitl.optim import optimizer as optimizer_module
+
+    rng = np.random.default_rng(5)
+    shape = (3, optimizer_module.PIECE_ELEMENTS // 2 + 7)
+    w0, grads = rng.normal(size=shape), [rng.normal(size=shape) for _ in range(3)]
+    results = []
+    for piece in (optimizer_module.PIECE_ELEMENTS, 1 << 40):  # in pieces, then as one piece
+        monkeypatch.setattr(optimizer_module, "PIECE_ELEMENTS", piece)
+        p = minitl.Tensor(w0.copy(), requires_grad=True)
+        opt = getattr(optim, name)([p], lr=0.01, **kwargs)
+        for grad in grads:
+            p.grad = minitl.Tensor(grad)
+            opt.step()
+        results.append(p.numpy())
+    assert not np.allclose(results[0], w0)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
 def test_sgd_dampening_by_hand():
     p = _params()
     _run(optim.SGD(p, lr=0.1, momentum=0.5, dampening=0.3), p, 2)
