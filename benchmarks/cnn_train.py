@@ -31,7 +31,8 @@ quiet pair in odd rounds and after it in even ones; its ratio against minitl's q
 
 **Per-layer table** (``--layers``): every distinct convolution of the ResNet-18 CIFAR network
 (shape, stride, count in the network) timed as conv → BatchNorm → ReLU, forward and
-forward+backward, in each framework's own worker process; the count-weighted sum is set beside
+forward+backward, and the convolution alone forward+backward (the difference is BatchNorm +
+ReLU's share), in each framework's own worker process; the count-weighted sum is set beside
 the whole step so the share of the convolution units is visible.
 
 House rules (minitl/bench/harness.py): fresh process per measurement, frameworks alternated
@@ -196,7 +197,8 @@ def worker_step(framework: str, spec: dict, warmup: int, iters: int) -> dict:
 
 
 def worker_layers(framework: str, batch: int, warmup: int, iters: int, layers) -> dict:
-    """conv → BN → ReLU per distinct layer: forward and forward+backward medians (seconds)."""
+    """conv → BN → ReLU per distinct layer, forward and forward+backward, and the convolution alone
+    forward+backward (what is left is BatchNorm + ReLU's): medians, seconds."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -204,20 +206,23 @@ def worker_layers(framework: str, batch: int, warmup: int, iters: int, layers) -
     for name, cin, cout, k, stride, h, count in layers:
         x = rng.standard_normal((batch, cin, h, h)).astype(np.float32)
         w = (rng.standard_normal((cout, cin, k, k)) * (2 / (cin * k * k)) ** 0.5).astype(np.float32)
-        fwd, fwdbwd = _layer_fns(framework, x, w, stride, k // 2)
-        times = {"fwd": [], "fwdbwd": []}
+        fns = _layer_fns(framework, x, w, stride, k // 2)
+        times = {key: [] for key in fns}
         for i in range(warmup + iters):
-            for key, fn in (("fwd", fwd), ("fwdbwd", fwdbwd)):
+            for key, fn in fns.items():
                 t0 = time.perf_counter()
                 fn()
                 if i >= warmup:
                     times[key].append(time.perf_counter() - t0)
-        rows.append({"layer": name, "count": count, "fwd_s": statistics.median(times["fwd"]),
-                     "fwdbwd_s": statistics.median(times["fwdbwd"])})
+        rows.append({"layer": name, "count": count, **{f"{key}_s": statistics.median(v) for key, v in times.items()}})
     return {"framework": framework, "layers": rows, "loadavg": harness.load_average()}
 
 
-def _layer_fns(framework, x, w, stride, padding):
+def _layer_fns(framework, x, w, stride, padding) -> dict:
+    """{"fwd", "fwdbwd", "conv_fwdbwd"}: conv → BN → ReLU forward, forward+backward; the conv alone forward+backward.
+
+    minitl runs BatchNorm + ReLU as the fused op its ResNet uses (F.batch_norm_relu), PyTorch as
+    BatchNorm2d then ReLU (as torchvision's ResNet)."""
     if framework == "minitl":
         import numpy as np
 
@@ -229,10 +234,11 @@ def _layer_fns(framework, x, w, stride, padding):
         gamma = minitl.Tensor(np.ones(w.shape[0], np.float32), requires_grad=True)
         beta = minitl.Tensor(np.zeros(w.shape[0], np.float32), requires_grad=True)
 
-        def run(grad):
+        def run(grad, with_norm=True):
             with (minitl.enable_grad() if grad else minitl.no_grad()):
-                y = F.relu(F.batch_norm(F.conv2d(xt, wt, stride=stride, padding=padding), None, None, gamma, beta,
-                                        training=True))
+                y = F.conv2d(xt, wt, stride=stride, padding=padding)
+                if with_norm:
+                    y = F.batch_norm_relu(y, None, None, gamma, beta, training=True)
                 if grad:
                     xt.grad = wt.grad = gamma.grad = beta.grad = None
                     y.sum().backward()
@@ -243,14 +249,16 @@ def _layer_fns(framework, x, w, stride, padding):
         wt = torch.from_numpy(w).requires_grad_(True)
         bn = torch.nn.BatchNorm2d(w.shape[0], track_running_stats=False)
 
-        def run(grad):
+        def run(grad, with_norm=True):
             with torch.set_grad_enabled(grad):
-                y = torch.relu(bn(torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding)))
+                y = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding)
+                if with_norm:
+                    y = torch.relu(bn(y))
                 if grad:
                     xt.grad = wt.grad = None
                     bn.zero_grad(set_to_none=True)
                     y.sum().backward()
-    return (lambda: run(False)), (lambda: run(True))
+    return {"fwd": lambda: run(False), "fwdbwd": lambda: run(True), "conv_fwdbwd": lambda: run(True, with_norm=False)}
 
 
 # ============================================================================ the controlled load
@@ -459,15 +467,22 @@ def _layers_md(result):
         return ["Per-layer table: a worker failed: " + "; ".join(str(lay.get(fw, {}).get("error", ""))[-200:] for fw in FRAMEWORKS)]
     lines = ["## Per layer: conv → BatchNorm → ReLU of ResNet-18 CIFAR (batch as above), ms", "",
              "| layer | × in net | minitl fwd | torch fwd | minitl fwd+bwd | torch fwd+bwd | speed vs torch (fwd+bwd) | "
-             "minitl share of sum |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "conv alone fwd+bwd: minitl / torch | BN+ReLU (the rest): minitl / torch | minitl share of sum |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     mt, th = lay["minitl"]["layers"], lay["torch"]["layers"]
     total_m = sum(r["fwdbwd_s"] * r["count"] for r in mt)
     total_t = sum(r["fwdbwd_s"] * r["count"] for r in th)
+    conv_m = sum(r.get("conv_fwdbwd_s", 0) * r["count"] for r in mt)
+    conv_t = sum(r.get("conv_fwdbwd_s", 0) * r["count"] for r in th)
     for a, b in zip(mt, th):
+        conv = f"{1e3 * a.get('conv_fwdbwd_s', 0):.1f} / {1e3 * b.get('conv_fwdbwd_s', 0):.1f}"
+        rest = (f"{1e3 * (a['fwdbwd_s'] - a.get('conv_fwdbwd_s', 0)):.1f} / "
+                f"{1e3 * (b['fwdbwd_s'] - b.get('conv_fwdbwd_s', 0)):.1f}")
         lines.append(f"| {a['layer']} | {a['count']} | {1e3 * a['fwd_s']:.1f} | {1e3 * b['fwd_s']:.1f} | "
                      f"{1e3 * a['fwdbwd_s']:.1f} | {1e3 * b['fwdbwd_s']:.1f} | {b['fwdbwd_s'] / a['fwdbwd_s']:.2f}× | "
-                     f"{100 * a['fwdbwd_s'] * a['count'] / total_m:.0f}% |")
-    lines.append(f"| **sum × count** | | | | {1e3 * total_m:.0f} | {1e3 * total_t:.0f} | {total_t / total_m:.2f}× | |")
+                     f"{conv} | {rest} | {100 * a['fwdbwd_s'] * a['count'] / total_m:.0f}% |")
+    lines.append(f"| **sum × count** | | | | {1e3 * total_m:.0f} | {1e3 * total_t:.0f} | {total_t / total_m:.2f}× | "
+                 f"{1e3 * conv_m:.0f} / {1e3 * conv_t:.0f} | {1e3 * (total_m - conv_m):.0f} / {1e3 * (total_t - conv_t):.0f} | |")
     lines += ["", f"Load average during the layer workers: minitl {lay['minitl'].get('loadavg')}, torch {lay['torch'].get('loadavg')} "
               "(one worker each, run once after the rounds).", ""]
     return lines
