@@ -222,13 +222,16 @@ def _layer_fns(framework, x, w, stride, padding) -> dict:
     """{"fwd", "fwdbwd", "conv_fwdbwd"}: conv → BN → ReLU forward, forward+backward; the conv alone forward+backward.
 
     minitl runs BatchNorm + ReLU as the fused op its ResNet uses (F.batch_norm_relu), PyTorch as
-    BatchNorm2d then ReLU (as torchvision's ResNet)."""
+    BatchNorm2d then ReLU (as torchvision's ResNet); each framework gets its input in the memory layout
+    its network hands the layer (minitl: NHWC after the stem; PyTorch: its default NCHW)."""
     if framework == "minitl":
         import numpy as np
 
         import minitl
         from minitl import functional as F
 
+        if x.shape[1] > 3:  # in the network every convolution but the stem reads NHWC memory (a conv's output)
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
         xt = minitl.Tensor(x, requires_grad=True)
         wt = minitl.Tensor(w, requires_grad=True)
         gamma = minitl.Tensor(np.ones(w.shape[0], np.float32), requires_grad=True)
@@ -325,6 +328,16 @@ def run(args, log=print) -> dict:
     runs = {c: {cond: {fw: [] for fw in FRAMEWORKS} for cond in CONDITIONS} for c in cases}
     cores = os.cpu_count() or 1
     started = time.time()
+    layers = None  # first, on the machine as the quiet rounds find it (not after the loaded rounds)
+    if args.layers:
+        layer_list = [(n, ci, co, k, s, max(2, h // 8) if args.tiny else h, cnt) for n, ci, co, k, s, h, cnt in LAYERS]
+        if args.tiny:
+            layer_list = [(n, min(ci, 16), min(co, 16), k, s, h, cnt) for n, ci, co, k, s, h, cnt in layer_list]
+        layers = {}
+        for fw in FRAMEWORKS:
+            result = _worker(args, fw, "layers", {"batch": table["resnet18"]["batch"], "layers": layer_list})
+            layers[fw] = result
+            log(f"  layers {fw}: {'done' if 'layers' in result else 'ERROR ' + result['error'][-300:]}")
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}  (load average {harness.load_average()})")
         for case in cases:
@@ -336,16 +349,6 @@ def run(args, log=print) -> dict:
             if case in load_cases:
                 with Load(args.load_processes or cores):
                     _pair(args, case, table[case], "loaded", r + 1, runs, log)
-    layers = None
-    if args.layers:
-        layer_list = [(n, ci, co, k, s, max(2, h // 8) if args.tiny else h, cnt) for n, ci, co, k, s, h, cnt in LAYERS]
-        if args.tiny:
-            layer_list = [(n, min(ci, 16), min(co, 16), k, s, h, cnt) for n, ci, co, k, s, h, cnt in layer_list]
-        layers = {}
-        for fw in FRAMEWORKS:
-            result = _worker(args, fw, "layers", {"batch": table["resnet18"]["batch"], "layers": layer_list})
-            layers[fw] = result
-            log(f"  layers {fw}: {'done' if 'layers' in result else 'ERROR ' + result['error'][-300:]}")
     return summarise(args, runs, layers, started, cases, load_cases)
 
 
@@ -484,7 +487,7 @@ def _layers_md(result):
     lines.append(f"| **sum × count** | | | | {1e3 * total_m:.0f} | {1e3 * total_t:.0f} | {total_t / total_m:.2f}× | "
                  f"{1e3 * conv_m:.0f} / {1e3 * conv_t:.0f} | {1e3 * (total_m - conv_m):.0f} / {1e3 * (total_t - conv_t):.0f} | |")
     lines += ["", f"Load average during the layer workers: minitl {lay['minitl'].get('loadavg')}, torch {lay['torch'].get('loadavg')} "
-              "(one worker each, run once after the rounds).", ""]
+              "(one worker each, run once before the rounds).", ""]
     return lines
 
 
