@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -38,11 +37,12 @@ _applied: bool | None = None  # None: never asked; then whether the settings are
 
 
 def _mallopt():
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
+    """glibc's mallopt, or None where the C library is another (macOS, Windows, musl)."""
     try:
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return None
         return ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (ValueError, OSError, AttributeError):
         return None
 
 
