@@ -34,10 +34,9 @@ def cache_pieces(w, grad, *buffers) -> list:
     w −= η·b).  Done piece by piece — flat slices of ~PIECE_ELEMENTS — the later passes read the
     piece from the cache instead of memory and the temporaries stay small: measured 43 → 29 ms for
     an SGD step (momentum, weight decay) over ResNet-18's 11.2 M parameters, 177 → 103 ms for an
-    AdamW step over MiniLM-L6's 22.4 M.  w and the buffers are
-    written through their slices, so they must be C-contiguous (else, and on a GPU, and for small
-    arrays: one piece, the arrays themselves); the gradient is only read (flattened, by a copy if
-    it is not contiguous).
+    AdamW step over MiniLM-L6's 22.4 M.  w and the buffers are written through their slices, so
+    they must be C-contiguous (else, and on a GPU, and for small arrays: one piece, the arrays
+    themselves); the gradient is only read (flattened, by a copy if it is not contiguous).
     """
     if (backend.get_array_module(w) is not numpy or w.size <= PIECE_ELEMENTS
             or not all(a.flags.c_contiguous for a in (w, *buffers))):
