@@ -62,7 +62,7 @@ def set_threads(n: int | None) -> int | None:
         raise ValueError(f"threads must be a positive int or None, got {n!r}")
     old = _THREADS
     _THREADS = n
-    if _POOL is not None and (n is None or n - 1 != _POOL._max_workers):
+    if _POOL is not None and _POOL._max_workers != max(1, threads() - 1):  # sized by threads(): made anew
         _POOL.shutdown(wait=True)
         _POOL = None
     return old
@@ -78,13 +78,12 @@ def using_threads(n: int | None):
         set_threads(old)
 
 
-def _pool(n: int) -> ThreadPoolExecutor:
-    """The n helper threads that run slots 1 … n of :func:`run_chunks` (slot 0 is the caller itself)."""
+def _pool() -> ThreadPoolExecutor:
+    """The threads() − 1 helper threads that run slots 1, 2 … of :func:`run_chunks` (slot 0 is the caller
+    itself); a call with fewer chunks than threads submits fewer jobs to the same pool."""
     global _POOL
-    if _POOL is None or _POOL._max_workers != n:
-        if _POOL is not None:
-            _POOL.shutdown(wait=True)
-        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="minitl-chunk")
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, threads() - 1), thread_name_prefix="minitl-chunk")
     return _POOL
 
 
@@ -140,7 +139,7 @@ def run_chunks(xp, fn, chunks) -> list:
 
     out = [None] * len(chunks)
     with backend.single_thread_blas(xp):
-        helpers = [_pool(k - 1).submit(slot_work, slot) for slot in range(1, k)]
+        helpers = [_pool().submit(slot_work, slot) for slot in range(1, k)]
         try:
             mine = slot_work(0)  # the calling thread is slot 0: one thread hand-off fewer per call
         finally:

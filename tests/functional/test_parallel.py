@@ -91,6 +91,15 @@ def test_run_chunks_keeps_order_uses_threads_and_serial_when_one():
         assert seen == {(False, 0)}
 
 
+def test_one_helper_pool_serves_calls_of_any_chunk_count():
+    with parallel.using_threads(4):
+        parallel.run_chunks(np, lambda chunk, slot: chunk, range(8))
+        pool = parallel._POOL
+        for n in (2, 3, 8, 2):  # fewer chunks than threads: fewer jobs, the same pool
+            assert parallel.run_chunks(np, lambda chunk, slot: chunk, range(n)) == list(range(n))
+            assert parallel._POOL is pool and pool._max_workers == 3
+
+
 def test_run_chunks_waits_for_the_helper_when_the_caller_fails():
     finished = []
 
