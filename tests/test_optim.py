@@ -108,6 +108,45 @@ def test_adam_in_cache_pieces_equals_the_whole_array_update(name, kwargs, monkey
     np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("name, kwargs", [("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+                                          ("AdamW", dict(lr=0.01, weight_decay=0.1))], ids=str)
+def test_pieces_on_several_threads_give_the_one_thread_bits(name, kwargs, monkeypatch):
+    """The cache pieces of all parameters are shared by minitl's threads (optimizer.update_pieces): every
+    piece is updated on its own, so three threads must give the bits of one, and more than one thread
+    must have done some of the work."""
+    import threading
+    import time
+
+    from minitl.functional import parallel
+    from minitl.optim import optimizer as optimizer_module
+
+    real, seen = parallel.run_chunks, set()
+
+    def spy(xp, fn, chunks):  # a short pause per piece lets every helper thread take some
+        return real(xp, lambda c, slot: (seen.add(threading.get_ident()), time.sleep(0.002), fn(c, slot))[2], chunks)
+
+    monkeypatch.setattr(optimizer_module.parallel, "run_chunks", spy)
+    rng = np.random.default_rng(9)
+    shapes = [(5, optimizer_module.PIECE_ELEMENTS // 2 + 3), (optimizer_module.PIECE_ELEMENTS + 1,), (7,)]
+    w0 = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
+    results = []
+    for threads in (1, 3):
+        seen.clear()
+        params = [minitl.Tensor(w.copy(), requires_grad=True) for w in w0]
+        opt = getattr(optim, name)(params, **kwargs)
+        with parallel.using_threads(threads):
+            for step_grads in grads:
+                for p, g in zip(params, step_grads):
+                    p.grad = minitl.Tensor(g)
+                opt.step()
+        assert (len(seen) == 1) if threads == 1 else (len(seen) > 1), seen  # the threads that updated pieces
+        results.append([p.numpy() for p in params])
+    for one, three, w in zip(*results, w0):
+        assert not np.allclose(one, w)
+        np.testing.assert_array_equal(one, three)
+
+
 def test_sgd_dampening_by_hand():
     p = _params()
     _run(optim.SGD(p, lr=0.1, momentum=0.5, dampening=0.3), p, 2)

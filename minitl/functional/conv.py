@@ -246,8 +246,9 @@ class Conv2d(Function):
             gcol_w += part
         if not getattr(self, "graph_retained", False):  # free the column matrix before grad_x's buffers
             self.col = None
-        # (G, Og, KH, KW, Cg) -> (G, Og, Cg, KH, KW) -> OIHW
-        return gcol_w.reshape(groups, Og, KH, KW, Cg).transpose(0, 1, 4, 2, 3).reshape(O, Cg, KH, KW)
+        # (G, Og, KH, KW, Cg) -> (G, Og, Cg, KH, KW) -> OIHW, in the weight's own (C-contiguous) memory order:
+        # the leaf takes this array as its .grad without a copy, and the optimizer reads it flat
+        return xp.ascontiguousarray(gcol_w.reshape(groups, Og, KH, KW, Cg).transpose(0, 1, 4, 2, 3).reshape(O, Cg, KH, KW))
 
     def _grad_input(self, xp, gy, Ho, Wo):
         stride, padding, dilation, groups = self.opts

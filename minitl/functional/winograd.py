@@ -208,4 +208,4 @@ def grad_weight(xp, xpad, gy, chunks):
     for part in parts[1:]:  # summed in the chunks' order, whichever thread computed them
         du += part
     dk = xp.matmul(_kron_g(xp, du.dtype).T, du.reshape(16, C * O))  # (9, C·O): dJ/dk[i, j] for every (c, o)
-    return dk.reshape(3, 3, C, O).transpose(3, 2, 0, 1)  # (O, C, 3, 3)
+    return xp.ascontiguousarray(dk.reshape(3, 3, C, O).transpose(3, 2, 0, 1))  # (O, C, 3, 3), the weight's memory order

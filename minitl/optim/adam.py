@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from .optimizer import Optimizer, cache_pieces
+from .optimizer import Optimizer, cache_pieces, update_pieces
 
 
 class Adam(Optimizer):
@@ -42,6 +42,7 @@ class Adam(Optimizer):
     def _update_group(self, group: dict) -> None:
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         weight_decay, amsgrad = group["weight_decay"], group["amsgrad"]
+        pieces = []  # (bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ; (w, g, m, v, *v_max)) per cache piece of every parameter
         for p, grad, state in self._params_with_grad(group):
             xp = backend.get_array_module(p.data)
             if not state:
@@ -52,26 +53,32 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = xp.zeros_like(p.data)
             state["step"] += 1
             t = state["step"]
-            bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+            biases = (1 - beta1**t, 1 - beta2**t)
             buffers = [state["exp_avg"], state["exp_avg_sq"]] + ([state["max_exp_avg_sq"]] if amsgrad else [])
-            for w, g, m, v, *v_max in cache_pieces(p.data, grad, *buffers):  # in place, piece by piece
-                if weight_decay:
-                    if self.decoupled_weight_decay:
-                        w *= 1 - lr * weight_decay                 # AdamW: w ← w − ηλ w, apart from the gradient
-                    else:
-                        g = g + weight_decay * w                   # Adam: L2 penalty in the gradient
-                m *= beta1
-                m += (1 - beta1) * g                               # m_t = β₁ m_{t−1} + (1 − β₁) g_t
-                v *= beta2
-                v += (1 - beta2) * (g * g)                         # v_t = β₂ v_{t−1} + (1 − β₂) g_t²
-                if amsgrad:
-                    xp.maximum(v_max[0], v, out=v_max[0])
-                    v = v_max[0]
-                denom = xp.sqrt(v) / math.sqrt(bias2)              # √v̂_t
-                denom += eps
-                step = xp.divide(m, denom, out=denom)              # m_t / (√v̂_t + ε), in the same buffer
-                step *= lr / bias1
-                w -= step                                          # w ← w − η m̂_t / (√v̂_t + ε)
+            pieces += [(biases, piece) for piece in cache_pieces(p.data, grad, *buffers)]
+
+        def update(item):  # in place, one piece
+            (bias1, bias2), (w, g, m, v, *v_max) = item
+            xp = backend.get_array_module(w)
+            if weight_decay:
+                if self.decoupled_weight_decay:
+                    w *= 1 - lr * weight_decay                 # AdamW: w ← w − ηλ w, apart from the gradient
+                else:
+                    g = g + weight_decay * w                   # Adam: L2 penalty in the gradient
+            m *= beta1
+            m += (1 - beta1) * g                               # m_t = β₁ m_{t−1} + (1 − β₁) g_t
+            v *= beta2
+            v += (1 - beta2) * (g * g)                         # v_t = β₂ v_{t−1} + (1 − β₂) g_t²
+            if amsgrad:
+                xp.maximum(v_max[0], v, out=v_max[0])
+                v = v_max[0]
+            denom = xp.sqrt(v) / math.sqrt(bias2)              # √v̂_t
+            denom += eps
+            step = xp.divide(m, denom, out=denom)              # m_t / (√v̂_t + ε), in the same buffer
+            step *= lr / bias1
+            w -= step                                          # w ← w − η m̂_t / (√v̂_t + ε)
+
+        update_pieces(update, pieces)
 
 
 class AdamW(Adam):

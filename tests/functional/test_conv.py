@@ -204,6 +204,19 @@ def test_output_is_nchw_shaped_in_nhwc_memory_and_accepted_back():
     np.testing.assert_allclose(z.numpy(), conv2d_reference(np.ascontiguousarray(y.numpy()), w2, padding=1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("winograd", [False, True])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_weight_gradient_is_in_the_weights_own_memory_order(winograd, groups):
+    """dJ/dW comes back C-contiguous (OIHW, as the parameter), a fresh array the leaf keeps as its .grad
+    without a copy and the optimizer reads flat; its values are held against PyTorch below."""
+    rng = np.random.default_rng(4)
+    x = minitl.Tensor(rng.standard_normal((2, 4, 6, 6)))
+    w = minitl.Tensor(rng.standard_normal((4, 4 // groups, 3, 3)), requires_grad=True)
+    with conv_module.winograd(winograd and groups == 1):
+        F.conv2d(x, w, padding=1, groups=groups).sum().backward()
+    assert w.grad.data.flags["C_CONTIGUOUS"] and w.grad.data.base is None
+
+
 # ============================================================================ PyTorch
 TORCH_CASES = [  # (x shape, weight shape, stride, padding, dilation, groups)
     ((2, 3, 9, 8), (4, 3, 3, 3), 1, 1, 1, 1),
