@@ -226,16 +226,17 @@ class BatchNorm(Function):
             a_e = layout.expand(xp, self.scale)
             if self.training:
                 # dJ/dx = γ/σ · (g − (1/n) Σ g − x̂ · (1/n) Σ g·x̂)  with x̂ = (x − μ)/σ
-                #       = A·g + B·(x − μ) + D,   A = γ/σ,  B = −A/σ · Σ g·x̂ / n,  D = −A · Σ g / n
-                b_e = layout.expand(xp, -self.scale * self.invstd * sum_gxhat / n)
-                d_e = layout.expand(xp, -self.scale * sum_g / n)
+                #       = A·g + B·(x − μ) + D = A·g + B·x + (D − B·μ),
+                #         A = γ/σ,  B = −A/σ · Σ g·x̂ / n,  D = −A · Σ g / n   (four passes over a block)
+                coef_b = -self.scale * self.invstd * sum_gxhat / n
+                b_e = layout.expand(xp, coef_b)
+                d_e = layout.expand(xp, -self.scale * sum_g / n - coef_b * self.mean)
 
                 def block(b):
                     out = grad[b]
                     xp.multiply(gbuf[b], a_e, out=out)
-                    centred = self.xv[b] - mean_e
-                    centred *= b_e
-                    out += centred
+                    bx = xp.multiply(self.xv[b], b_e)
+                    out += bx
                     out += d_e
             else:
                 # dJ/dx = γ/σ · g   (μ, σ are constants in eval mode)

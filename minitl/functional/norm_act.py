@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Tensor
+from .layout import zeros_like_block
 from .norm import BatchNorm, _checked_inputs, each_block
 
 
@@ -44,7 +45,7 @@ class BatchNormReLU(BatchNorm):
             zb += shift_e
             if rv is not None:
                 zb += rv[b]
-            xp.maximum(zb, 0, out=zb)
+            xp.maximum(zb, zeros_like_block(xp, zb), out=zb)
 
         each_block(xp, block, blocks)
         self.zv = z if any(self.needs_input_grad) else None
