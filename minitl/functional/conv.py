@@ -122,11 +122,11 @@ def _use_winograd(xp, KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
     return bool(_WINOGRAD)
 
 
-def _scratch(xp, chunks, per_sample: int, dtype) -> list:
-    """One flat workspace per thread that :func:`parallel.run_chunks` will use, each the size of the largest chunk
-    (kept between calls: :func:`~minitl.functional.layout.reused_buffer`)."""
+def _scratch(xp, chunks, per_sample: int, dtype):
+    """``scratch()``: a flat workspace the size of the largest chunk, the running thread's own (kept between
+    calls: :func:`~minitl.functional.layout.reused_buffer`; call it inside the chunk)."""
     size = per_sample * max(c[1] - c[0] for c in chunks)
-    return [reused_buffer(xp, "columns", slot, size, dtype) for slot in range(parallel.workers(xp, len(chunks)))]
+    return lambda: reused_buffer(xp, "columns", size, dtype)
 
 
 def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=False):
@@ -136,6 +136,11 @@ def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=F
     block), the column matrices as [((n0, n1), X_col of samples n0..n1), ...]; else None
     (backward then rebuilds them chunk by chunk).
     """
+    return parallel.run_together(xp, _conv_work(xp, x, kernel, padding, stride, dilation, keep_columns))[0]
+
+
+def _conv_work(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=False, pad_kind="pad"):
+    """:func:`_conv_nhwc` as a :class:`~minitl.functional.parallel.Work` not yet run (Winograd: already done)."""
     N, C, H, W = x.shape
     KH, KW, O, groups = kernel.KH, kernel.KW, kernel.cout, kernel.groups
     ph, pw = padding
@@ -144,7 +149,8 @@ def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=F
     if _use_winograd(xp, KH, KW, stride, dilation, groups, C, O, Ho, Wo):
         # tiles of 2×2 outputs read 4×4 inputs: pad odd output sizes up by one row / column
         xpad = pad_nhwc(xp, x, ph, pw, Ho % 2, Wo % 2)
-        return _winograd.conv3x3_nhwc(xp, xpad, kernel.winograd(xp), Ho, Wo, batch_chunks), None
+        y = _winograd.conv3x3_nhwc(xp, xpad, kernel.winograd(xp), Ho, Wo, batch_chunks)
+        return parallel.Work([], None, lambda _: (y, None))
     wcol = kernel.columns()  # (G, KH·KW·Cg, Og)
     Og = O // groups
     y = xp.empty((N, Ho, Wo, O), dtype=x.dtype)
@@ -153,19 +159,18 @@ def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=F
     keep = keep_columns and len(chunks) == 1  # small enough to keep the columns for backward
     chunks = parallel.spread(xp, chunks, per_sample * x.itemsize)
     buffers = None if keep or len(chunks) == 1 else _scratch(xp, chunks, per_sample, x.dtype)
-    padded = chunk_padder(xp, x, ph, pw, chunks)
+    padded = chunk_padder(xp, x, ph, pw, chunks, pad_kind)
 
     def chunk(bounds, slot):  # pad samples n0..n1, copy out their columns, then their outputs: one GEMM
         n0, n1 = bounds
-        col = im2col(xp, padded(n0, n1, slot), KH, KW, Ho, Wo, stride, dilation, groups, buffers and buffers[slot])
+        col = im2col(xp, padded(n0, n1), KH, KW, Ho, Wo, stride, dilation, groups, buffers and buffers())
         if groups == 1:
             xp.matmul(col[0], wcol[0], out=y[n0:n1].reshape(-1, O))
         else:
             y[n0:n1].reshape(-1, groups, Og)[...] = xp.matmul(col, wcol).transpose(1, 0, 2)
         return col
 
-    cols = parallel.run_chunks(xp, chunk, chunks)
-    return y, (list(zip(chunks, cols)) if keep else None)
+    return parallel.Work(chunks, chunk, lambda cols: (y, list(zip(chunks, cols)) if keep else None))
 
 
 class Conv2d(Function):
@@ -197,24 +202,21 @@ class Conv2d(Function):
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        stride, padding, dilation, groups = self.opts
-        N, C, H, W = self.x_shape
-        O, Cg, KH, KW = self.w_shape
-        Og = O // groups
+        O = self.w_shape[0]
         gy = to_nhwc(xp, g)  # (N, Ho, Wo, O)
         Ho, Wo = gy.shape[1:3]
-        gy2 = gy.reshape(-1, O)
-        grad_x = grad_w = grad_b = None
+        grad_b = None
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            grad_b = gy2.sum(axis=0)
-        if self.needs_input_grad[1]:
-            grad_w = self._grad_weight(xp, gy, Ho, Wo)
-        if self.needs_input_grad[0]:
-            grad_x = self._grad_input(xp, gy, Ho, Wo)
+            grad_b = gy.reshape(-1, O).sum(axis=0)
+        works = [self._grad_weight_work(xp, gy, Ho, Wo) if self.needs_input_grad[1] else None,
+                 self._grad_input_work(xp, gy, Ho, Wo) if self.needs_input_grad[0] else None]
+        # dJ/dW and dJ/dx share one fork-join (parallel.run_together): no thread waits at the end of the first
+        results = iter(parallel.run_together(xp, *[w for w in works if w is not None]))
+        grad_w, grad_x = [None if w is None else next(results) for w in works]
         return grad_x, grad_w, grad_b
 
-    def _grad_weight(self, xp, gy, Ho, Wo):
-        """dJ/dW_colᵀ[g] = dJ/dy[g]ᵀ · X_col[g], summed over batch chunks; back to OIHW."""
+    def _grad_weight_work(self, xp, gy, Ho, Wo):
+        """dJ/dW_colᵀ[g] = dJ/dy[g]ᵀ · X_col[g], summed over batch chunks; back to OIHW (a Work)."""
         stride, padding, dilation, groups = self.opts
         O, Cg, KH, KW = self.w_shape
         Og = O // groups
@@ -222,7 +224,8 @@ class Conv2d(Function):
         if self.winograd_weight:
             # F(2×2, 3×3) for the weight gradient too: 2.25× fewer multiplications than X_colᵀ · dJ/dy
             xpad = pad_nhwc(xp, self.x, *padding, Ho % 2, Wo % 2)
-            return _winograd.grad_weight(xp, xpad, gy, batch_chunks)
+            grad_w = _winograd.grad_weight(xp, xpad, gy, batch_chunks)
+            return parallel.Work([], None, lambda _: grad_w)
         if self.col is not None:
             chunks, padded, buffers = self.col, None, None
         else:
@@ -230,27 +233,31 @@ class Conv2d(Function):
             nbytes = per_sample * self.x.itemsize
             chunks = parallel.spread(xp, batch_chunks(xp, N, nbytes, Ho * Wo), nbytes)
             buffers = _scratch(xp, chunks, per_sample, self.x.dtype)
-            padded = chunk_padder(xp, self.x, *padding, chunks)
+            padded = chunk_padder(xp, self.x, *padding, chunks, "pad-input")  # not dJ/dx's padding buffers
             chunks = [(bounds, None) for bounds in chunks]
 
         def chunk(item, slot):  # this chunk's share of dJ/dW_colᵀ: (G, Og, KH·KW·Cg)
             (n0, n1), col = item
             if col is None:
-                col = im2col(xp, padded(n0, n1, slot), KH, KW, Ho, Wo, stride, dilation, groups, buffers[slot])
+                col = im2col(xp, padded(n0, n1), KH, KW, Ho, Wo, stride, dilation, groups, buffers())
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
             return xp.matmul(gyg.transpose(0, 2, 1), col)
 
-        parts = parallel.run_chunks(xp, chunk, chunks)
-        gcol_w = parts[0]
-        for part in parts[1:]:  # summed in the chunks' order, whichever thread computed them
-            gcol_w += part
-        if not getattr(self, "graph_retained", False):  # free the column matrix before grad_x's buffers
-            self.col = None
-        # (G, Og, KH, KW, Cg) -> (G, Og, Cg, KH, KW) -> OIHW, in the weight's own (C-contiguous) memory order:
-        # the leaf takes this array as its .grad without a copy, and the optimizer reads it flat
-        return xp.ascontiguousarray(gcol_w.reshape(groups, Og, KH, KW, Cg).transpose(0, 1, 4, 2, 3).reshape(O, Cg, KH, KW))
+        def finish(parts):
+            gcol_w = parts[0]
+            for part in parts[1:]:  # summed in the chunks' order, whichever thread computed them
+                gcol_w += part
+            if not getattr(self, "graph_retained", False):
+                self.col = None
+            # (G, Og, KH, KW, Cg) -> (G, Og, Cg, KH, KW) -> OIHW, in the weight's own (C-contiguous) memory
+            # order: the leaf takes this array as its .grad without a copy, and the optimizer reads it flat
+            return xp.ascontiguousarray(gcol_w.reshape(groups, Og, KH, KW, Cg).transpose(0, 1, 4, 2, 3)
+                                        .reshape(O, Cg, KH, KW))
 
-    def _grad_input(self, xp, gy, Ho, Wo):
+        return parallel.Work(chunks, chunk, finish)
+
+    def _grad_input_work(self, xp, gy, Ho, Wo):
+        """dJ/dx (a Work): a convolution of dJ/dy with the flipped kernel at stride 1, else col2im(dJ/dy · W_colᵀ)."""
         stride, padding, dilation, groups = self.opts
         N, C, H, W = self.x_shape
         O, Cg, KH, KW = self.w_shape
@@ -259,9 +266,9 @@ class Conv2d(Function):
         w = self.weight
         if stride == (1, 1) and qh >= 0 and qw >= 0:
             # stride 1: dJ/dx = dJ/dy ⋆ flipped kernel, padded by d(k−1) − p: a plain convolution
-            gx, _ = _conv_nhwc(xp, gy.transpose(0, 3, 1, 2), _Kernel(w, groups, transposed=True), (qh, qw), (1, 1),
-                               dilation)
-            return gx.transpose(0, 3, 1, 2)
+            work = _conv_work(xp, gy.transpose(0, 3, 1, 2), _Kernel(w, groups, transposed=True), (qh, qw), (1, 1),
+                              dilation)
+            return work._replace(finish=lambda cols: work.finish(cols)[0].transpose(0, 3, 1, 2))
         Og = O // groups
         wrows = _Kernel(w, groups).rows()  # W_colᵀ (G, Og, K)
         Hp, Wp = H + 2 * ph, W + 2 * pw
@@ -274,12 +281,11 @@ class Conv2d(Function):
         def chunk(bounds, slot):  # each chunk folds into its own samples of gx_pad
             n0, n1 = bounds
             gyg = gy[n0:n1].reshape(-1, groups, Og).transpose(1, 0, 2)  # (G, m, Og)
-            gcol = buffers[slot][:per_sample * (n1 - n0)].reshape(groups, -1, wrows.shape[2])
+            gcol = buffers()[:per_sample * (n1 - n0)].reshape(groups, -1, wrows.shape[2])
             xp.matmul(gyg, wrows, out=gcol)  # dJ/dX_col = dJ/dy · W_colᵀ  (G, m, K)
             col2im(xp, gcol, gxpad[n0:n1], KH, KW, Ho, Wo, stride, dilation, groups)
 
-        parallel.run_chunks(xp, chunk, chunks)
-        return gxpad[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
+        return parallel.Work(chunks, chunk, lambda _: gxpad[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2))
 
 
 # ============================================================================ public function

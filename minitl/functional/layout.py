@@ -75,50 +75,53 @@ def to_nhwc(xp, a):
     return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
 
 
-def reused_buffer(xp, kind: str, slot: int, size: int, dtype):
-    """A flat scratch array of ``size`` elements for one thread's chunks (``slot``), kept between calls on the CPU.
+def reused_buffer(xp, kind: str, size: int, dtype):
+    """A flat scratch array of ``size`` elements for the calling thread, kept between calls on the CPU.
 
     Fresh memory costs a page fault per 4 KiB page on first touch: allocating the column and padding
     scratch anew for every convolution made ~2,000 of the ~4,600 page faults of a 64@32 forward +
-    backward.  So each calling thread keeps its buffers (per ``kind`` and ``slot``, grown as needed,
-    at most ``_REUSE_MAX_BYTES`` each; larger ones are allocated per call).  Only for work whose
-    result never holds a view of the buffer.  A GPU allocates (CuPy has its own memory pool).
+    backward.  So each thread keeps its own buffers (one per ``kind``, grown as needed, at most
+    ``_REUSE_MAX_BYTES`` each; larger ones are allocated per call), asked for by the thread that runs
+    a chunk, inside it: a thread runs one chunk at a time, whichever job of a
+    :func:`~minitl.functional.parallel.run_together` call it belongs to.  Only for work whose result
+    never holds a view of the buffer.  A GPU allocates (CuPy has its own memory pool).
     """
     dtype = xp.dtype(dtype)
     if xp is not backend.NUMPY.xp or size * dtype.itemsize > _REUSE_MAX_BYTES:
         return xp.empty(size, dtype=dtype)
     cache = _REUSED.__dict__.setdefault("buffers", {})
-    key = (kind, slot, dtype.str)
+    key = (kind, dtype.str)
     buffer = cache.get(key)
     if buffer is None or buffer.size < size:
         buffer = cache[key] = xp.empty(size, dtype=dtype)
     return buffer[:size]
 
 
-def chunk_padder(xp, x, ph: int, pw: int, chunks):
-    """``pad(n0, n1, slot)``: samples n0..n1 of x (N, C, H, W) as zero-padded NHWC (n1 − n0, H + 2ph, W + 2pw, C).
+def chunk_padder(xp, x, ph: int, pw: int, chunks, kind: str = "pad"):
+    """``pad(n0, n1)``: samples n0..n1 of x (N, C, H, W) as zero-padded NHWC (n1 − n0, H + 2ph, W + 2pw, C).
 
-    Each chunk is padded by the thread that uses it, into that thread's own buffer (``slot``, as
-    :func:`~minitl.functional.parallel.run_chunks` numbers them, kept between calls by
-    :func:`reused_buffer`; the borders are zeroed once per call, each chunk overwrites only the
-    interior): the copy runs in parallel and the padded chunk is still in cache when its columns
-    are copied out, instead of one serial pass over the whole batch.
-    Without padding, the NHWC array itself is sliced.
+    Each chunk is padded by the thread that uses it, into that thread's own buffer (:func:`reused_buffer`,
+    kept between calls; its borders are zeroed at the thread's first chunk of the call, later chunks
+    overwrite only the interior): the copy runs in parallel and the padded chunk is still in cache
+    when its columns are copied out, instead of one serial pass over the whole batch.  Two padders
+    whose chunks run in the same :func:`~minitl.functional.parallel.run_together` call need different
+    ``kind`` s.  Without padding, the NHWC array itself is sliced.
     """
     if ph == pw == 0:
         nhwc = to_nhwc(xp, x)
-        return lambda n0, n1, slot: nhwc[n0:n1]
+        return lambda n0, n1: nhwc[n0:n1]
     N, C, H, W = x.shape
     source = x.transpose(0, 2, 3, 1)  # NHWC view (free when x sits in NHWC memory)
     step = max(n1 - n0 for n0, n1 in chunks)
     shape = (step, H + 2 * ph, W + 2 * pw, C)
-    buffers = [reused_buffer(xp, "pad", slot, step * shape[1] * shape[2] * C, x.dtype).reshape(shape)
-               for slot in range(parallel.workers(xp, len(chunks)))]
-    for b in buffers:  # the interior is overwritten by every chunk
-        _zero_border(b, ph, pw, H, W)
+    bordered = set()  # the threads whose buffer has its zero border for this call
 
-    def pad(n0, n1, slot):
-        out = buffers[slot][: n1 - n0]
+    def pad(n0, n1):
+        buffer = reused_buffer(xp, kind, step * shape[1] * shape[2] * C, x.dtype).reshape(shape)
+        if threading.get_ident() not in bordered:
+            _zero_border(buffer, ph, pw, H, W)
+            bordered.add(threading.get_ident())
+        out = buffer[: n1 - n0]
         out[:, ph:ph + H, pw:pw + W] = source[n0:n1]
         return out
 
