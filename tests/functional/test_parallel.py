@@ -100,6 +100,28 @@ def test_one_helper_pool_serves_calls_of_any_chunk_count():
             assert parallel._POOL is pool and pool._max_workers == 3
 
 
+def test_run_together_finishes_each_job_with_its_own_results_in_order():
+    """Several jobs in one fork-join: each job's finish gets exactly its chunks' results, in its chunks'
+    order; a job without chunks (already computed) just finishes; one thread takes chunks of both jobs."""
+    ran = []
+
+    def run(tag):
+        def chunk(c, slot):
+            ran.append((tag, threading.get_ident()))
+            time.sleep(0.005)
+            return (tag, c)
+        return chunk
+
+    first = parallel.Work(list(range(5)), run("a"), lambda results: ("A", results))
+    done = parallel.Work([], None, lambda results: ("done", results))
+    second = parallel.Work(list(range(3)), run("b"), lambda results: ("B", results))
+    with parallel.using_threads(2):
+        out = parallel.run_together(np, first, done, second)
+    assert out == [("A", [("a", i) for i in range(5)]), ("done", []), ("B", [("b", i) for i in range(3)])]
+    assert len({ident for _, ident in ran}) == 2  # both threads worked
+    assert any({("a", t), ("b", t)} <= set(ran) for _, t in ran)  # a thread took chunks of both jobs
+
+
 def test_run_chunks_waits_for_the_helper_when_the_caller_fails():
     finished = []
 
