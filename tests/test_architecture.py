@@ -24,7 +24,7 @@ ALLOWED = {
     "gradcheck": ENGINE,
     "functional": ENGINE,
     "nn": ENGINE | {"functional"},
-    "optim": ENGINE,
+    "optim": ENGINE | {"functional"},  # functional.parallel: an update's cache pieces on minitl's threads
     "models": ENGINE | {"functional", "nn", "data"},  # data: only data.preprocessing (test below)
     "shapes": set(),  # pair(): int-or-pair arguments; knows nothing of minitl
     "data": {"shapes"},

@@ -34,7 +34,8 @@ against the other):
   strided slice addition per kernel tap, deterministic (no scatter / ``np.add.at``).
 * **Threads.**  On the CPU the batch chunks are shared by minitl's own threads
   (:mod:`minitl.functional.parallel`), each running its chunk's column copy and GEMM with BLAS on
-  one thread: no BLAS thread barrier per GEMM call, which is what collapses under load.
+  one thread: no BLAS thread barrier per GEMM call, which is what collapses under load.  Backward
+  hands dJ/dW's and dJ/dx's chunks to the threads in one call (:func:`parallel.run_together`).
   ``parallel.set_threads(1)`` gives the serial path; results are bitwise reproducible for a fixed setting.
 * **Winograd F(2×2, 3×3)** (:mod:`minitl.functional.winograd`) for 3×3 stride-1 convolutions
   where it pays (2.25× fewer multiplications than the GEMM): run serially (one thread, or a GPU),
