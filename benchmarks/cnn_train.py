@@ -367,12 +367,14 @@ def _summary(results):
 
 
 def _ratio(entry):
-    """PyTorch step time ÷ minitl step time (> 1: minitl faster): of the medians, and the median per round."""
+    """PyTorch step time ÷ minitl step time (> 1: minitl faster): of the medians, the median per round, and the
+    per-round range (how far one round of this machine's noise moves the ratio)."""
     mt, th = entry.get("minitl", {}), entry.get("torch", {})
     if "step_s" not in mt or "step_s" not in th:
         return None
     pairs = [b / a for a, b in zip(mt["step_s_rounds"], th["step_s_rounds"])]
-    return {"of_medians": th["step_s"] / mt["step_s"], "per_round_median": statistics.median(pairs)}
+    return {"of_medians": th["step_s"] / mt["step_s"], "per_round_median": statistics.median(pairs),
+            "per_round_range": [min(pairs), max(pairs)]}
 
 
 def summarise(args, runs, layers, started, cases, load_cases) -> dict:
@@ -408,7 +410,10 @@ def summarise(args, runs, layers, started, cases, load_cases) -> dict:
 
 # ============================================================================ report
 def _fmt_ratio(r):
-    return "–" if not r else f"**{r['of_medians']:.2f}×** (per round {r['per_round_median']:.2f}×)"
+    if not r:
+        return "–"
+    spread = f", {r['per_round_range'][0]:.2f}–{r['per_round_range'][1]:.2f}×" if "per_round_range" in r else ""
+    return f"**{r['of_medians']:.2f}×** (per round {r['per_round_median']:.2f}×{spread})"
 
 
 def markdown(result) -> str:
