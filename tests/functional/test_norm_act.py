@@ -264,3 +264,17 @@ def test_threads_give_the_serial_result_bit_for_bit(monkeypatch, fused):
                            + ([rt.grad.numpy()] if fused else []))
     for a, c in zip(*results):
         np.testing.assert_array_equal(a, c)
+
+
+def test_relu_reads_a_shared_read_only_block_of_zeros():
+    """ReLU's other operand (layout.zeros_like_block): zeros of the block's shape and dtype that no pass can
+    overwrite, grown when a block is larger than the one kept."""
+    from minitl.functional import layout
+
+    for dtype in (np.float32, np.float64):
+        zeros = layout.zeros_like_block(np, np.ones((3, 5), dtype))
+        assert zeros.shape == (3, 5) and zeros.dtype == dtype and not zeros.any()
+        with pytest.raises(ValueError):
+            zeros[0, 0] = 1.0
+    big = layout.zeros_like_block(np, np.ones(2**19 + 3, np.float32))  # past the 1 MiB block kept
+    assert big.shape == (2**19 + 3,) and not big.any()
