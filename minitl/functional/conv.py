@@ -209,12 +209,14 @@ class Conv2d(Function):
         grad_b = None
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             grad_b = gy.reshape(-1, O).sum(axis=0)
-        works = [self._grad_weight_work(xp, gy, Ho, Wo) if self.needs_input_grad[1] else None,
-                 self._grad_input_work(xp, gy, Ho, Wo) if self.needs_input_grad[0] else None]
+        works = {}  # input index -> the Work giving its gradient
+        if self.needs_input_grad[1]:
+            works[1] = self._grad_weight_work(xp, gy, Ho, Wo)
+        if self.needs_input_grad[0]:
+            works[0] = self._grad_input_work(xp, gy, Ho, Wo)
         # dJ/dW and dJ/dx share one fork-join (parallel.run_together): no thread waits at the end of the first
-        results = iter(parallel.run_together(xp, *[w for w in works if w is not None]))
-        grad_w, grad_x = [None if w is None else next(results) for w in works]
-        return grad_x, grad_w, grad_b
+        grads = dict(zip(works, parallel.run_together(xp, *works.values())))
+        return grads.get(0), grads.get(1), grad_b
 
     def _grad_weight_work(self, xp, gy, Ho, Wo):
         """dJ/dW_colᵀ[g] = dJ/dy[g]ᵀ · X_col[g], summed over batch chunks; back to OIHW (a Work)."""
