@@ -54,7 +54,7 @@ from ..tensor import Function, Tensor
 from . import parallel
 from .im2col import col2im, im2col
 from . import winograd as _winograd
-from .layout import batch_chunks, chunk_padder, out_size, pad_nhwc, reused_buffer, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
+from .layout import batch_chunks, chunk_padder, out_size, pad_nhwc, per_thread, reused_buffer, set_workspace_limit, to_nhwc, workspace, workspace_limit  # noqa: F401
 
 # ============================================================================ configuration
 _WINOGRAD = "auto"
@@ -125,9 +125,10 @@ def _use_winograd(xp, KH, KW, stride, dilation, groups, C, O, Ho, Wo) -> bool:
 
 def _scratch(xp, chunks, per_sample: int, dtype):
     """``scratch()``: a flat workspace the size of the largest chunk, the running thread's own (kept between
-    calls: :func:`~minitl.functional.layout.reused_buffer`; call it inside the chunk)."""
+    calls: :func:`~minitl.functional.layout.reused_buffer`, and for this call: ``layout.per_thread``; call
+    it inside the chunk)."""
     size = per_sample * max(c[1] - c[0] for c in chunks)
-    return lambda: reused_buffer(xp, "columns", size, dtype)
+    return per_thread(lambda: reused_buffer(xp, "columns", size, dtype))
 
 
 def _conv_nhwc(xp, x, kernel: _Kernel, padding, stride, dilation, keep_columns=False):

@@ -114,18 +114,36 @@ def chunk_padder(xp, x, ph: int, pw: int, chunks, kind: str = "pad"):
     source = x.transpose(0, 2, 3, 1)  # NHWC view (free when x sits in NHWC memory)
     step = max(n1 - n0 for n0, n1 in chunks)
     shape = (step, H + 2 * ph, W + 2 * pw, C)
-    bordered = set()  # the threads whose buffer has its zero border for this call
+
+    def bordered_buffer():  # a thread's buffer for this call, its zero border written once
+        buffer = reused_buffer(xp, kind, step * shape[1] * shape[2] * C, x.dtype).reshape(shape)
+        _zero_border(buffer, ph, pw, H, W)
+        return buffer
+
+    buffer_of_this_thread = per_thread(bordered_buffer)
 
     def pad(n0, n1):
-        buffer = reused_buffer(xp, kind, step * shape[1] * shape[2] * C, x.dtype).reshape(shape)
-        if threading.get_ident() not in bordered:
-            _zero_border(buffer, ph, pw, H, W)
-            bordered.add(threading.get_ident())
-        out = buffer[: n1 - n0]
+        out = buffer_of_this_thread()[: n1 - n0]
         out[:, ph:ph + H, pw:pw + W] = source[n0:n1]
         return out
 
     return pad
+
+
+def per_thread(make):
+    """``get()``: the calling thread's own ``make()``, made at the thread's first ``get`` and kept while ``get``
+    lives (one call's chunks).  A chunk's scratch is asked for by the thread that runs it; holding it
+    for the call keeps what was written into it once (a zero border) even where :func:`reused_buffer`
+    allocates afresh (a GPU, a buffer over ``_REUSE_MAX_BYTES``)."""
+    made = {}
+
+    def get():
+        thread = threading.get_ident()
+        if thread not in made:
+            made[thread] = make()
+        return made[thread]
+
+    return get
 
 
 def pad_nhwc(xp, x, ph: int, pw: int, extra_h: int = 0, extra_w: int = 0):

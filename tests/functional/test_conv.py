@@ -162,6 +162,20 @@ def test_batch_chunks_give_the_same_result(backend, winograd, stride):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
 
 
+def test_chunk_padder_borders_are_zero_for_every_chunk_when_scratch_is_fresh(monkeypatch):
+    """Where reused_buffer hands out fresh memory (a GPU, a buffer over the reuse cap) every chunk must still
+    see a zero border: the thread's buffer is held for the call, its border written once.  Fresh
+    memory is filled with NaN here, so an unwritten border shows."""
+    monkeypatch.setattr(layout, "reused_buffer", lambda xp, kind, size, dtype: np.full(size, np.nan, dtype))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 3, 4, 6))
+    chunks = [(0, 2), (2, 4), (4, 5)]
+    padded = layout.chunk_padder(np, x, 1, 2, chunks)
+    reference = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (1, 1), (2, 2), (0, 0)))
+    for n0, n1 in chunks:
+        np.testing.assert_array_equal(padded(n0, n1), reference[n0:n1])
+
+
 def test_im2col_workspace_is_bounded():
     """Peak memory of a conv whose full column matrix is 9.4 MB stays near input + output + the 1 MiB cap."""
     rng = np.random.default_rng(2)
